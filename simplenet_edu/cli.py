@@ -1,0 +1,243 @@
+"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate`` and ``predict``.
+
+A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints one line,
+``simplenet-edu: error: <path>: <problem>``, and exits with code 2. No stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+COMMON_HELP = "Train SimpleNet on normal images and find anomalies, on a CPU or a GPU."
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--preset", choices=["default", "paper", "quick"], default="default",
+                       help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
+    group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
+    group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
+    group.add_argument("--image-size", type=int, help="resize images to N x N pixels")
+    group.add_argument("--epochs", type=int, help="passes over the cached training patches")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def build_config(args: argparse.Namespace):
+    """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top."""
+    from .model import SimpleNetConfig
+
+    preset = {"default": SimpleNetConfig, "paper": SimpleNetConfig.paper, "quick": SimpleNetConfig.quick}
+    config = preset[args.preset]()
+    overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": args.image_size,
+                 "epochs": args.epochs, "seed": args.seed, "device": args.device}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    if args.image_size is not None and config.crop_size is not None and config.crop_size > args.image_size:
+        config.crop_size = None
+    for key in ("image_size", "epochs"):
+        if getattr(config, key) < 1:
+            raise InputError(f"--{key.replace('_', '-')}", "must be a positive integer")
+    return config
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def _report(model, result, n_train: int) -> dict:
+    metrics = result.metrics
+    return {
+        "image_auroc": metrics["image_auroc"],
+        "pixel_auroc": metrics["pixel_auroc"],
+        "aupro": metrics["aupro"],
+        "f1_max": metrics["f1_max"],
+        "threshold_f1": metrics["threshold_f1"],
+        "threshold_normal": metrics["threshold_normal"],
+        "per_defect_image_auroc": metrics["per_defect_image_auroc"],
+        "at_threshold_normal": metrics.get("at_threshold_normal"),
+        "at_threshold_f1": metrics.get("at_threshold_f1"),
+        "n_train": n_train,
+        "n_test": len(result),
+        "seconds_features": model.timings.get("seconds_features"),
+        "seconds_train": model.timings.get("seconds_train"),
+        "ms_per_image_inference": result.ms_per_image,
+        "config": model.config.to_dict(),
+    }
+
+
+def _print_table(report: dict) -> None:
+    def fmt(value):
+        return "n/a (no masks)" if value is None else f"{value:.4f}"
+
+    rows = [
+        ("image AUROC", fmt(report["image_auroc"])),
+        ("pixel AUROC", fmt(report["pixel_auroc"])),
+        ("AUPRO (FPR <= 0.3)", fmt(report["aupro"])),
+        ("F1-max (threshold chosen on test)", f"{report['f1_max']:.4f} at {report['threshold_f1']:.4f}"),
+        ("threshold from normal images", fmt(report["threshold_normal"])),
+        ("train / test images", f"{report['n_train']} / {report['n_test']}"),
+        ("features / training time", f"{report['seconds_features']:.1f} s / {report['seconds_train']:.1f} s"),
+        ("inference", f"{report['ms_per_image_inference']:.1f} ms per image"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def _train(args, root: Path):
+    from . import data as data_lib
+    from .model import SimpleNet
+
+    config = build_config(args)
+    root = data_lib.check_mvtec_folder(root)
+    model = SimpleNet(config).fit(root, progress=not args.quiet)
+    n_train = len(data_lib.list_images(root / "train" / "good"))
+    return model, n_train
+
+
+def cmd_train(args) -> int:
+    model, n_train = _train(args, Path(args.data))
+    model.save(args.output)
+    print(f"trained on {n_train} images of {args.data}; model written to {args.output}")
+    if model.threshold_normal is not None:
+        print(f"threshold from held-out normal images: {model.threshold_normal:.4f}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .model import SimpleNet
+
+    root = Path(args.data)
+    if args.checkpoint:
+        model = SimpleNet.load(args.checkpoint, device=args.device)
+        n_train = 0
+    else:
+        model, n_train = _train(args, root)
+    result = evaluate(model, root, progress=not args.quiet)
+    report = _report(model, result, n_train)
+    _print_table(report)
+    if args.output:
+        _write_atomic(Path(args.output), json.dumps(report, indent=2) + "\n")
+        print(f"results written to {args.output}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from . import data as data_lib
+    from .model import SimpleNet
+
+    model = SimpleNet.load(args.checkpoint, device=args.device)
+    cfg = model.config
+    dataset = data_lib.ImageFolderDataset(args.images, cfg.image_size, cfg.crop_size)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    threshold = model.threshold_normal
+    rows = []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
+    from .viz import heatmap_overlay
+
+    for batch in loader:
+        scores, maps = model.predict(batch["image"])
+        for image, score, amap, path in zip(batch["image"], scores, maps, batch["path"]):
+            name = Path(path).stem + "_heatmap.png"
+            overlay = heatmap_overlay(image.permute(1, 2, 0).numpy(), amap.numpy())
+            tmp = out / f".{name}.tmp.png"
+            Image.fromarray(overlay).save(tmp)
+            os.replace(tmp, out / name)
+            anomalous = "" if threshold is None else int(float(score) >= threshold)
+            rows.append({"path": path, "score": f"{float(score):.6f}", "anomalous": anomalous, "heatmap": name})
+    with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "score", "anomalous", "heatmap"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(handle.name, out / "scores.csv")
+    print(f"{len(rows)} images scored; heat maps and scores.csv in {out}")
+    if threshold is not None:
+        print(f"'anomalous' uses the threshold from held-out normal images: {threshold:.4f}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .data import make_demo_dataset
+    from .evaluation import evaluate
+    from .viz import save_examples_figure
+
+    root = make_demo_dataset(args.root, category=args.category, seed=args.seed)
+    start = time.perf_counter()
+    model, n_train = _train(args, root)
+    result = evaluate(model, root, progress=not args.quiet)
+    print(f"demo set: {root} (trained and evaluated in {time.perf_counter() - start:.0f} s)")
+    _print_table(_report(model, result, n_train))
+    figure = save_examples_figure(result, Path(args.figure))
+    print(f"figure of images, heat maps and masks written to {figure}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simplenet-edu", description=COMMON_HELP)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="make the demo data set, train, evaluate and draw a figure")
+    demo.add_argument("--root", default="data/demo", help="where the demo data set is written")
+    demo.add_argument("--category", default="brick", choices=["brick", "gravel", "grass"])
+    demo.add_argument("--figure", default="demo.png", help="figure file to write")
+    _add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train on DIR/train/good and save the model")
+    train.add_argument("--data", required=True, help="MVTec-layout folder (DIR/train/good)")
+    train.add_argument("--output", default="simplenet.pt", help="checkpoint file to write")
+    _add_model_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="train on DIR/train/good, score DIR/test, report metrics")
+    evaluate.add_argument("--data", required=True, help="MVTec-layout folder")
+    evaluate.add_argument("--checkpoint", help="evaluate this saved model instead of training one")
+    evaluate.add_argument("--output", help="JSON file for the results")
+    _add_model_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="score a folder of images with a saved model")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--images", required=True, help="folder of images")
+    predict.add_argument("--output-dir", default="predictions")
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as error:
+        print(f"simplenet-edu: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simplenet-edu: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""What every notebook of the course shares: which images, which settings, and one trained model.
+
+Three environment variables switch the whole course at once, so no notebook needs editing:
+
+- ``SIMPLENET_EDU_QUICK=1``: a tiny demo set (128 px, 20 training images) and
+  ``SimpleNetConfig.quick()``; each notebook runs in about a minute on a laptop CPU. CI uses it.
+- ``SIMPLENET_EDU_PAPER=1``: the paper's configuration (Wide-ResNet50, 288 px crops, 160 passes);
+  practical on a GPU only, and its backbone weights must be downloadable once.
+- ``SIMPLENET_EDU_DATA=/path/to/mvtec/hazelnut``: your own MVTec-layout category folder instead of
+  the painted demo set.
+
+Data and cached models live under ``<home>/data`` where ``<home>`` is ``SIMPLENET_EDU_HOME``, else
+the repository checkout (when the package is installed in editable mode), else the current folder.
+
+The last three functions are small analyses the notebooks need and the method itself does not:
+which patches a mask covers, nearest-neighbour distances, and a gradient picture of a receptive field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import data as data_lib
+from .errors import InputError
+from .model import CHECKPOINT_VERSION, SimpleNet, SimpleNetConfig
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+# The demo sets the course paints when SIMPLENET_EDU_DATA is not set. The quick one is small enough
+# that features, training and evaluation together take well under a minute on two CPU cores.
+DEMO_FULL = dict(image_size=256, n_train=40, n_test_good=12, n_test_per_defect=6)
+DEMO_QUICK = dict(image_size=128, n_train=20, n_test_good=8, n_test_per_defect=3)
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InputError(name, f"must be 1 (on) or 0 (off), got {os.environ[name]!r}")
+
+
+def quick_mode() -> bool:
+    """True when ``SIMPLENET_EDU_QUICK=1``: the tiny, CI-sized version of every notebook."""
+    return _flag("SIMPLENET_EDU_QUICK")
+
+
+def paper_mode() -> bool:
+    """True when ``SIMPLENET_EDU_PAPER=1``: the paper's configuration (needs a GPU to be practical)."""
+    return _flag("SIMPLENET_EDU_PAPER")
+
+
+def course_home() -> Path:
+    """The folder whose ``data/`` holds the demo sets and the model cache."""
+    if os.environ.get("SIMPLENET_EDU_HOME"):
+        return Path(os.environ["SIMPLENET_EDU_HOME"]).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.cwd()
+
+
+def course_data() -> Path:
+    """The MVTec-layout category folder the notebooks use.
+
+    ``SIMPLENET_EDU_DATA`` when set (checked: it must hold ``train/good``); otherwise the painted
+    demo set under ``<home>/data/demo`` (``<home>/data/demo-quick`` in quick mode), made on first use
+    in a second or two and reused after.
+    """
+    chosen = os.environ.get("SIMPLENET_EDU_DATA")
+    if chosen:
+        try:
+            return data_lib.check_mvtec_folder(Path(chosen).expanduser())
+        except InputError as error:
+            raise InputError("SIMPLENET_EDU_DATA", str(error)) from None
+    if quick_mode():
+        return data_lib.make_demo_dataset(course_home() / "data" / "demo-quick", "brick", **DEMO_QUICK)
+    return data_lib.make_demo_dataset(course_home() / "data" / "demo", "brick", **DEMO_FULL)
+
+
+def course_config(**overrides) -> SimpleNetConfig:
+    """The configuration of the course: ``quick()`` in quick mode, ``paper()`` with
+    ``SIMPLENET_EDU_PAPER=1``, the CPU default otherwise; ``overrides`` change single fields
+    (``course_config(epochs=20)``). The device is ``"auto"``: the GPU when there is one."""
+    if quick_mode() and paper_mode():
+        raise InputError("SIMPLENET_EDU_QUICK", "and SIMPLENET_EDU_PAPER are both set: choose one")
+    preset = SimpleNetConfig.quick if quick_mode() else SimpleNetConfig.paper if paper_mode() else SimpleNetConfig
+    overrides.setdefault("device", "auto")
+    try:
+        return preset(**overrides)
+    except TypeError:
+        known = set(SimpleNetConfig().to_dict())
+        unknown = sorted(set(overrides) - known)
+        raise InputError(unknown[0] if unknown else "course_config", "is not a SimpleNetConfig field") from None
+
+
+def cache_key(config: SimpleNetConfig, data: str | Path) -> str:
+    """16 hex digits naming one (configuration, data set) pair.
+
+    The device is left out (a model trained on a GPU is the same model on a CPU); the training images
+    enter by name and size, so a changed data set gets a new key.
+    """
+    root = Path(data).resolve()
+    settings = {k: v for k, v in config.to_dict().items() if k != "device"}
+    good = root / "train" / "good"
+    files = [(p.name, p.stat().st_size) for p in data_lib.list_images(good)] if good.is_dir() else []
+    text = json.dumps({"checkpoint": CHECKPOINT_VERSION, "config": settings, "data": str(root), "files": files},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_path(config: SimpleNetConfig, data: str | Path) -> Path:
+    """Where :func:`course_model` keeps the checkpoint of this (configuration, data set) pair."""
+    return course_home() / "data" / "cache" / f"simplenet-{cache_key(config, data)}.pt"
+
+
+def course_model(config: SimpleNetConfig | None = None, data: str | Path | None = None,
+                 retrain: bool = False, progress: bool = True) -> SimpleNet:
+    """A SimpleNet trained on ``data`` with ``config`` (defaults: :func:`course_data`,
+    :func:`course_config`), trained once and then loaded from ``<home>/data/cache``.
+
+    The first call trains and saves (atomically); later calls, from any notebook, load the
+    checkpoint in a second. ``retrain=True`` trains again and replaces it. A cache file that cannot be
+    read is replaced too, with a warning.
+    """
+    config = config or course_config()
+    data = Path(data) if data is not None else course_data()
+    path = cache_path(config, data)
+    if path.is_file() and not retrain:
+        try:
+            return SimpleNet.load(path, device=config.device)
+        except InputError as error:
+            warnings.warn(f"retraining: the cached model could not be read ({error})", stacklevel=2)
+    model = SimpleNet(config).fit(data, progress=progress)
+    model.save(path)
+    return model
+
+
+# ------------------------------------------------------------------ analyses for the notebooks
+
+
+def patch_labels(masks: torch.Tensor, grid: tuple[int, int], min_fraction: float = 0.5) -> torch.Tensor:
+    """Which patches are defective: ``masks [N, H, W]`` of 0/1 -> ``[N, h * w]`` bool.
+
+    A patch (a cell of the ``grid = (h, w)``) counts as defective when at least ``min_fraction`` of
+    its pixels are; cells that a defect only grazes are neither clearly normal nor clearly defective.
+    """
+    if masks.ndim != 3:
+        raise InputError("masks", f"expected [N, H, W], got shape {list(masks.shape)}")
+    fraction = F.adaptive_avg_pool2d(masks.float().unsqueeze(1), grid)          # [N, 1, h, w]
+    return (fraction >= min_fraction).flatten(1)
+
+
+@torch.no_grad()
+def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Euclidean distance from each of ``queries [N, D]`` to its nearest row of ``bank [M, D]``: ``[N]``."""
+    bank = bank.float()
+    return torch.cat([torch.cdist(q.float(), bank).min(dim=1).values for q in queries.split(chunk)])
+
+
+def receptive_field(backbone: torch.nn.Module, image: torch.Tensor, layer: int, cell: tuple[int, int]) -> torch.Tensor:
+    """How much each input pixel moves one feature cell: ``|d sum_c f[c, row, col] / d image|``.
+
+    ``image [3, H, W]`` in ``[0, 1]``; ``layer`` indexes the backbone's outputs (0 = stride 8);
+    ``cell = (row, col)`` on that layer's grid. Returns ``[H, W]`` (summed over colour channels),
+    exactly zero outside the cell's theoretical receptive field.
+    """
+    pixels = image.detach().clone().unsqueeze(0).requires_grad_(True)
+    with torch.enable_grad():
+        row, col = cell
+        backbone(pixels)[layer][0, :, row, col].sum().backward()
+    return pixels.grad[0].abs().sum(0)
+
+
+def folder_tree(root: str | Path, max_files: int = 2) -> str:
+    """A text drawing of a data folder: every sub-folder, its image count and its first files."""
+    root = Path(root)
+    lines = [f"{root.name}/"]
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and not p.name.startswith(".")):
+        files = data_lib.list_images(folder)
+        depth = len(folder.relative_to(root).parts)
+        indent = "    " * depth
+        shown = ", ".join(f.name for f in files[:max_files]) + (", ..." if len(files) > max_files else "")
+        lines.append(f"{indent}{folder.name}/" + (f"  ({len(files)} images: {shown})" if files else ""))
+    return "\n".join(lines)
