@@ -58,7 +58,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(handle.name, path)
 
 
-def _report(model, result, n_train: int) -> dict:
+def _report(model, result) -> dict:
     metrics = result.metrics
     return {
         "image_auroc": metrics["image_auroc"],
@@ -70,7 +70,8 @@ def _report(model, result, n_train: int) -> dict:
         "per_defect_image_auroc": metrics["per_defect_image_auroc"],
         "at_threshold_normal": metrics.get("at_threshold_normal"),
         "at_threshold_f1": metrics.get("at_threshold_f1"),
-        "n_train": n_train,
+        "n_train": model.n_train,
+        "n_holdout": model.n_holdout,
         "n_test": len(result),
         "seconds_features": model.timings.get("seconds_features"),
         "seconds_train": model.timings.get("seconds_train"),
@@ -80,8 +81,8 @@ def _report(model, result, n_train: int) -> dict:
 
 
 def _print_table(report: dict) -> None:
-    def fmt(value):
-        return "n/a (no masks)" if value is None else f"{value:.4f}"
+    def fmt(value, unit="", digits=4):
+        return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
     rows = [
         ("image AUROC", fmt(report["image_auroc"])),
@@ -89,9 +90,10 @@ def _print_table(report: dict) -> None:
         ("AUPRO (FPR <= 0.3)", fmt(report["aupro"])),
         ("F1-max (threshold chosen on test)", f"{report['f1_max']:.4f} at {report['threshold_f1']:.4f}"),
         ("threshold from normal images", fmt(report["threshold_normal"])),
-        ("train / test images", f"{report['n_train']} / {report['n_test']}"),
-        ("features / training time", f"{report['seconds_features']:.1f} s / {report['seconds_train']:.1f} s"),
-        ("inference", f"{report['ms_per_image_inference']:.1f} ms per image"),
+        ("train / held-out / test images", f"{report['n_train']} / {report['n_holdout']} / {report['n_test']}"),
+        ("features / training time",
+         f"{fmt(report['seconds_features'], ' s', 1)} / {fmt(report['seconds_train'], ' s', 1)}"),
+        ("inference", fmt(report["ms_per_image_inference"], " ms per image", 1)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -104,15 +106,14 @@ def _train(args, root: Path):
 
     config = build_config(args)
     root = data_lib.check_mvtec_folder(root)
-    model = SimpleNet(config).fit(root, progress=not args.quiet)
-    n_train = len(data_lib.list_images(root / "train" / "good"))
-    return model, n_train
+    return SimpleNet(config).fit(root, progress=not args.quiet)
 
 
 def cmd_train(args) -> int:
-    model, n_train = _train(args, Path(args.data))
+    model = _train(args, Path(args.data))
     model.save(args.output)
-    print(f"trained on {n_train} images of {args.data}; model written to {args.output}")
+    print(f"trained on {model.n_train} images of {args.data} ({model.n_holdout} held out); "
+          f"model written to {args.output}")
     if model.threshold_normal is not None:
         print(f"threshold from held-out normal images: {model.threshold_normal:.4f}")
     return 0
@@ -125,11 +126,10 @@ def cmd_evaluate(args) -> int:
     root = Path(args.data)
     if args.checkpoint:
         model = SimpleNet.load(args.checkpoint, device=args.device)
-        n_train = 0
     else:
-        model, n_train = _train(args, root)
+        model = _train(args, root)
     result = evaluate(model, root, progress=not args.quiet)
-    report = _report(model, result, n_train)
+    report = _report(model, result)
     _print_table(report)
     if args.output:
         _write_atomic(Path(args.output), json.dumps(report, indent=2) + "\n")
@@ -183,10 +183,10 @@ def cmd_demo(args) -> int:
 
     root = make_demo_dataset(args.root, category=args.category, seed=args.seed)
     start = time.perf_counter()
-    model, n_train = _train(args, root)
+    model = _train(args, root)
     result = evaluate(model, root, progress=not args.quiet)
     print(f"demo set: {root} (trained and evaluated in {time.perf_counter() - start:.0f} s)")
-    _print_table(_report(model, result, n_train))
+    _print_table(_report(model, result))
     figure = save_examples_figure(result, Path(args.figure))
     print(f"figure of images, heat maps and masks written to {figure}")
     return 0

@@ -51,20 +51,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # ---------------------------------------------------------------------------------------------
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly inside `folder`, sorted by name; other and hidden files are ignored."""
-    return sorted(
-        path
-        for path in Path(folder).iterdir()
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
-
-
 def _check_folder(folder: Path) -> None:
     if not folder.exists():
         raise InputError(folder, "folder not found")
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files directly inside `folder`, sorted by name; other and hidden files are ignored."""
+    _check_folder(Path(folder))
+    return sorted(
+        path
+        for path in Path(folder).iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
 
 
 def _no_images(folder: Path) -> InputError:
@@ -94,8 +95,8 @@ def check_mvtec_folder(root: str | Path) -> Path:
 def _read(path: Path) -> Image.Image:
     """Open and fully decode an image file, so that a broken or truncated file fails here."""
     try:
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:
+            image.load()
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -119,7 +120,8 @@ def _check_sizes(image_size: int, crop_size: int | None) -> None:
     if not isinstance(image_size, int) or image_size < 1:
         raise InputError("image_size", f"must be a positive integer, got {image_size!r}")
     if crop_size is not None and (not isinstance(crop_size, int) or not 1 <= crop_size <= image_size):
-        raise InputError("crop_size", f"must be an integer from 1 to image_size ({image_size}), got {crop_size!r}")
+        problem = f"must be an integer from 1 to image_size ({image_size}), got {crop_size!r}"
+        raise InputError("crop_size", problem)
 
 
 def _resize_crop(image: Image.Image, image_size: int, crop_size: int | None, resample: int) -> Image.Image:
@@ -201,7 +203,8 @@ class MVTecDataset(Dataset):
         if self.split == "train":
             return [self.root / "train" / "good"]
         test = self.root / "test"
-        _check_folder(test)
+        if not test.is_dir():
+            raise InputError(test, "folder not found: the test split needs test/good/ and test/<defect>/")
         return sorted(folder for folder in test.iterdir() if folder.is_dir())
 
     def _keep_only(self, files: list[str | Path]) -> None:
@@ -260,7 +263,6 @@ class ImageFolderDataset(Dataset):
     def __init__(self, folder: str | Path, image_size: int, crop_size: int | None = None):
         _check_sizes(image_size, crop_size)
         self.folder = Path(folder)
-        _check_folder(self.folder)
         self.paths = list_images(self.folder)
         if not self.paths:
             raise _no_images(self.folder)
@@ -294,7 +296,9 @@ def stack(dataset: Dataset, progress: bool = True) -> dict:
     return stacked
 
 
-def split_holdout(paths: list[str | Path], fraction: float = 0.1, seed: int = 0) -> tuple[list[Path], list[Path]]:
+def split_holdout(
+    paths: list[str | Path], fraction: float = 0.1, seed: int = 0
+) -> tuple[list[Path], list[Path]]:
     """Hold out a random `fraction` of `paths` (at least one when there are two or more).
 
     Returns ``(train_paths, holdout_paths)``, both in the order of `paths`; the same seed gives the
@@ -372,7 +376,7 @@ def _draw(size: int, paint) -> np.ndarray:
 
 
 def _soften(mask: np.ndarray, radius: float) -> np.ndarray:
-    """[H, W] float in [0, 1]: the mask with blurred edges, for blending a defect in."""
+    """[H, W, 1] float in [0, 1]: the mask with blurred edges, for blending a defect in."""
     blurred = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(radius))
     return np.asarray(blurred, dtype=np.float64)[..., None] / 255
 
@@ -436,11 +440,15 @@ def _crack(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return image * (1 - 0.9 * alpha), mask
 
 
+# Each painter takes an image [S, S, 3] float in [0, 255] and returns (painted image, mask [S, S] bool).
 _PAINTERS = {"crack": _crack, "hole": _hole, "scratch": _scratch, "stain": _stain}
 
 
 def _paint_defect(image: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw until the defect covers a sensible share of the image (0.5% to 5%); deterministic."""
+    """Draw until the defect covers a sensible share of the image (0.5% to 5%); deterministic.
+
+    Returns the painted image [S, S, 3] float and the defect's mask [S, S] bool.
+    """
     low, high = _DEFECT_AREA
     while True:
         painted, mask = _PAINTERS[defect](image, rng)
@@ -506,10 +514,17 @@ def make_demo_dataset(
         raise InputError("image_size", f"must be an integer of at least 32, got {image_size!r}")
     if not isinstance(seed, int) or seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {seed!r}")
+    counts_and_minimums = {
+        "n_train": (n_train, 1),
+        "n_test_good": (n_test_good, 0),
+        "n_test_per_defect": (n_test_per_defect, 0),
+    }
+    for name, (count, least) in counts_and_minimums.items():
+        if not isinstance(count, int) or count < least:
+            raise InputError(name, f"must be an integer of at least {least}, got {count!r}")
     counts = {"train": n_train, "good": n_test_good} | {defect: n_test_per_defect for defect in DEMO_DEFECTS}
-    if n_train < 1 or min(counts.values()) < 0:
-        raise InputError("n_train", "needs at least one training image and no negative counts")
-    recipe = {"version": _DEMO_VERSION, "category": category, "seed": seed, "image_size": image_size, "counts": counts}
+    recipe = {"version": _DEMO_VERSION, "category": category, "seed": seed, "image_size": image_size}
+    recipe["counts"] = counts
 
     root = Path(root)
     target = root / category
@@ -517,7 +532,8 @@ def make_demo_dataset(
     if marker == recipe and not overwrite:
         return target
     if target.exists() and marker is None and not overwrite:
-        raise InputError(target, "exists but is not a demo set made here (no .complete file); pass overwrite=True to replace it")
+        problem = "exists but is not a demo set made here (no .complete file); overwrite=True replaces it"
+        raise InputError(target, problem)
     root.mkdir(parents=True, exist_ok=True)
     built = _temp_name(root, category)
     try:
@@ -538,7 +554,8 @@ MVTEC_CATEGORIES = (
     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
 )  # fmt: skip
 MVTEC_PAGE = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
-# The whole archive (4.9 GB), as anomalib and the MVTec page give it; no per-category checksums exist.
+# The whole archive (4.9 GB) and its checksum, as anomalib uses them. MVTec also serves one archive
+# per category, but publishes no checksums for those, so we fetch the whole and unpack what is wanted.
 MVTEC_URL = (
     "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
     "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz"
@@ -553,19 +570,19 @@ def _fetch(url: str, destination: Path, sha256: str | None, progress: bool) -> N
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, destination.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="MVTec AD", disable=not progress) as bar:
+            bytes_bar = dict(unit="B", unit_scale=True, unit_divisor=1024)
+            with tqdm(total=total, desc="MVTec AD", disable=not progress, **bytes_bar) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", None) or error
-        raise InputError(
-            url,
-            f"cannot download MVTec AD ({reason}): no internet? Download it by hand from {MVTEC_PAGE} and pass --data",
-        ) from error
+        advice = f"no internet? Download it by hand from {MVTEC_PAGE} and pass --data"
+        raise InputError(url, f"cannot download MVTec AD ({reason}): {advice}") from error
     if sha256 is not None and digest.hexdigest() != sha256.lower():
-        raise InputError(url, f"checksum mismatch: expected SHA-256 {sha256}, got {digest.hexdigest()}")
+        got = digest.hexdigest()
+        raise InputError(url, f"checksum mismatch (corrupt or changed download): SHA-256 {got}, not {sha256}")
 
 
 def _extract(archive: Path, destination: Path, categories: list[str], source: str) -> None:
@@ -601,7 +618,8 @@ def download_mvtec(
     `url` and no `sha256`, nothing is checked).
     """
     if category != "all" and category not in MVTEC_CATEGORIES:
-        raise InputError("category", f"must be 'all' or one of {', '.join(MVTEC_CATEGORIES)}, got {category!r}")
+        problem = f"must be 'all' or one of {', '.join(MVTEC_CATEGORIES)}, got {category!r}"
+        raise InputError("category", problem)
     root = Path(root)
     wanted = list(MVTEC_CATEGORIES) if category == "all" else [category]
     result = root if category == "all" else root / category

@@ -61,10 +61,10 @@ class SimpleNetConfig:
     dsc_layers: int = 2
     dsc_margin: float = 0.5
     # Training
-    epochs: int = 8                       # passes over all cached training patches
-    batch_size: int = 4096                # patch features per optimisation step
-    lr_adaptor: float = 1e-4              # AdamW, weight decay 0.01 (official)
-    lr_discriminator: float = 2e-4        # Adam, weight decay 1e-5 (official)
+    epochs: int = 6                       # passes over all cached training patches
+    batch_size: int = 512                 # patch features per optimisation step
+    lr_adaptor: float = 5e-4              # AdamW, weight decay 0.01 (paper: 1e-4)
+    lr_discriminator: float = 1e-3        # Adam, weight decay 1e-5 (paper: 2e-4)
     # Scoring
     smoothing_sigma: float = 4.0
     holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
@@ -84,7 +84,7 @@ class SimpleNetConfig:
             backbone="wide_resnet50_2", image_size=329, crop_size=288,
             pretrain_embed_dim=1536, target_embed_dim=1536,
             noise_std=0.015, noise_scale="absolute", dsc_hidden=1024,
-            epochs=160, batch_size=8 * 36 * 36,
+            epochs=160, batch_size=8 * 36 * 36, lr_adaptor=1e-4, lr_discriminator=2e-4,
         )
         values.update(overrides)
         return cls(**values)
@@ -92,7 +92,7 @@ class SimpleNetConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> "SimpleNetConfig":
         """A few seconds on a CPU: 128 px images, fewer passes. For CI and first experiments."""
-        values = dict(image_size=128, epochs=6, batch_size=2048)
+        values = dict(image_size=128, epochs=8, batch_size=256)
         values.update(overrides)
         return cls(**values)
 
@@ -167,6 +167,7 @@ class SimpleNet(torch.nn.Module):
         self.sigma: float | None = None
         self.threshold_normal: float | None = None
         self.pixel_threshold_normal: float | None = None
+        self.n_train = self.n_holdout = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
         self.to(self.device)
@@ -196,6 +197,7 @@ class SimpleNet(torch.nn.Module):
         cfg = self.config
         images = self._training_images(data)
         train_images, holdout_images = self._split_holdout(images)
+        self.n_train, self.n_holdout = len(train_images), 0 if holdout_images is None else len(holdout_images)
 
         start = time.perf_counter()
         bank = self.extract(train_images, progress=progress).flatten(0, 1)      # [N*h*w, D] cached
@@ -309,6 +311,7 @@ class SimpleNet(torch.nn.Module):
                 "feature_std": self.feature_std, "sigma": self.sigma,
                 "threshold_normal": self.threshold_normal,
                 "pixel_threshold_normal": self.pixel_threshold_normal,
+                "n_train": self.n_train, "n_holdout": self.n_holdout, "timings": self.timings,
             },
             "history": self.history,
         }

@@ -316,7 +316,7 @@ def plot_receptive_fields(image, fields, cells, strides, names=None, size: float
         ax.add_patch(Rectangle((col * stride - 0.5, row * stride - 0.5), stride, stride, fill=False,
                                edgecolor="cyan", linewidth=1.5))
         label = names[index] if names is not None else f"layer {index}"
-        ax.set_title(f"{label} (stride {stride})\nnon-zero over {rows.ptp() + 1} x {cols.ptp() + 1} px", fontsize=8)
+        ax.set_title(f"{label} (stride {stride})\nnon-zero over {np.ptp(rows) + 1} x {np.ptp(cols) + 1} px", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return fig

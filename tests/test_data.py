@@ -34,6 +34,11 @@ def save(image: Image.Image, path: Path) -> Path:
     return path
 
 
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
 def solid(colour, size=(16, 16)) -> Image.Image:
     return Image.new("RGB", size, colour)
 
@@ -109,7 +114,8 @@ def test_resize_makes_a_square_and_keeps_a_flat_colour(tmp_path):
     path = save(solid((255, 0, 51), size=(40, 20)), tmp_path / "wide.png")
     image = load_image(path, 16)
     assert image.shape == (3, 16, 16)
-    assert torch.allclose(image[0], torch.ones(16, 16)) and torch.allclose(image[2], torch.full((16, 16), 0.2))
+    assert torch.allclose(image[0], torch.ones(16, 16))
+    assert torch.allclose(image[2], torch.full((16, 16), 0.2))
 
 
 def test_centre_crop_329_to_288_starts_at_pixel_20(tmp_path):
@@ -186,6 +192,13 @@ def test_labels_and_defect_types_follow_folders(tmp_path):
     assert good["image"][:, 0, 0].tolist() == pytest.approx([200 / 255, 100 / 255, 0.0])
 
 
+def test_dataset_crops_image_and_mask_alike(tmp_path):
+    item = MVTecDataset(make_tiny_mvtec(tmp_path / "tiny"), "test", image_size=16, crop_size=8)[0]
+    assert item["image"].shape == (3, 8, 8) and item["mask"].shape == (8, 8)
+    # The crop keeps columns 4..11 of 16; the mask covers columns 0..7, so crop columns 0..3.
+    assert item["mask"][:, :4].sum() == 8 * 4 and item["mask"][:, 4:].sum() == 0
+
+
 def test_set_without_ground_truth_gives_empty_masks(tmp_path):
     root = make_tiny_mvtec(tmp_path / "tiny")
     for mask in (root / "ground_truth").rglob("*.png"):
@@ -206,7 +219,8 @@ def test_stack_loads_everything(tmp_path):
 
 def test_files_restricts_the_split(tmp_path):
     root = make_tiny_mvtec(tmp_path / "tiny")
-    data = MVTecDataset(root, "train", image_size=8, files=[root / "train/good/002.png", root / "train/good/000.png"])
+    files = [root / "train/good/002.png", root / "train/good/000.png"]
+    data = MVTecDataset(root, "train", image_size=8, files=files)
     assert [p.name for p in data.paths] == ["000.png", "002.png"] and len(data) == 2
     with pytest.raises(InputError, match="not an image of the train split"):
         MVTecDataset(root, "train", image_size=8, files=[root / "test/good/000.png"])
@@ -324,16 +338,16 @@ def test_demo_layout_masks_and_colour(tmp_path):
     root = make_demo_dataset(tmp_path, "brick")
     assert root == tmp_path / "brick" and sorted(p.name for p in tmp_path.iterdir()) == ["brick"]
     assert len(list_images(root / "train/good")) == 40 and len(list_images(root / "test/good")) == 12
-    train = np.asarray(Image.open(root / "train/good/000.png"), dtype=np.float64)
+    train = pixels(root / "train/good/000.png").astype(np.float64)
     assert train.shape == (256, 256, 3) and train[..., 0].mean() > train[..., 2].mean() + 20  # tinted red
     for defect in DEMO_DEFECTS:
         assert len(list_images(root / "test" / defect)) == 6
         for i in range(6):
-            mask = np.asarray(Image.open(root / f"ground_truth/{defect}/{i:03d}_mask.png"))
+            mask = pixels(root / f"ground_truth/{defect}/{i:03d}_mask.png")
             assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
             assert 0.005 <= (mask == 255).mean() <= 0.05
             # The defect changes what it covers: its pixels stand out from the image's median.
-            image = np.asarray(Image.open(root / f"test/{defect}/{i:03d}.png"), dtype=np.float64)
+            image = pixels(root / f"test/{defect}/{i:03d}.png").astype(np.float64)
             offset = np.abs(image - np.median(image, axis=(0, 1))).sum(axis=2)
             assert offset[mask == 255].mean() > 1.5 * offset[mask == 0].mean()
     test = MVTecDataset(root, "test", image_size=64)
@@ -434,7 +448,8 @@ def test_download_offline_fails_with_advice(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     root = tmp_path / "mvtec"
-    with pytest.raises(InputError, match=r"cannot download MVTec AD \(Name or service not known\): no internet"):
+    expected = r"cannot download MVTec AD \(Name or service not known\): no internet"
+    with pytest.raises(InputError, match=expected):
         download_mvtec(root, "hazelnut", progress=False)
     assert list(root.iterdir()) == []
 
@@ -453,7 +468,7 @@ def test_hazelnut_toy_set(hazelnut_root):
     assert len(train) == 28 and len(test) == 23
     assert test.has_masks and test.labels.sum() == 17 and set(test.defect_types) == {"good", "colour"}
     odd = train.paths.index(hazelnut_root / "train/good/01.jpg")
-    assert Image.open(train.paths[odd]).size == (512, 522)
+    assert pixels(train.paths[odd]).shape == (522, 512, 3)  # height 522, width 512
     assert train[odd]["image"].shape == (3, 64, 64)
     anomalous = test[int(np.flatnonzero(test.labels)[0])]
     assert anomalous["mask"].shape == (64, 64) and 0 < anomalous["mask"].sum() < 64 * 64
