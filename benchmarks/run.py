@@ -85,8 +85,8 @@ class Setting:
 
 
 SETTINGS = {
-    "full": Setting("full", SimpleNetConfig(), (25, 50, 100, 200), repeats=5, epoch_repeats=2),
-    "quick": Setting("quick", SimpleNetConfig.quick(), (25, 50), repeats=3, epoch_repeats=1),
+    "full": Setting("full", SimpleNetConfig(), (25, 50, 100, 200), repeats=9, epoch_repeats=2),
+    "quick": Setting("quick", SimpleNetConfig.quick(), (25, 50), repeats=5, epoch_repeats=1),
     # Seconds, not minutes: a test that the script runs end to end, not a measurement.
     "smoke": Setting(
         "smoke", SimpleNetConfig.quick(image_size=64, epochs=1, batch_size=512), (4, 8),

@@ -9,11 +9,16 @@ Read top to bottom, this file is the method:
 4. the discriminator learns to tell them apart with the truncated L1 loss (``discriminator.py``);
 5. at test time ``-D(adapted feature)`` scores each patch; the image score is the maximum, the
    anomaly map is the upsampled, smoothed score grid (``localization.py``).
+
+Each of those parts can be swapped for a variant from the seed document or SuperSimpleNet
+(``SimpleNetConfig(generator="perlin")``...; the list is in ``variants.py``); the defaults are the
+paper's choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,13 +30,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from .adapter import FeatureAdaptor
+from . import variants
 from .backbones import load_backbone
-from .discriminator import Discriminator, truncated_l1_loss
+from .discriminator import TruncatedL1Loss
 from .errors import InputError
-from .features import FeatureExtractor, LocalAggregation
+from .features import FeatureExtractor, LocalAggregation, pool_to_dim, resize_to_grid, unfold_neighbourhoods
 from .localization import anomaly_maps
-from .noise import GaussianNoise, noise_sigma
+from .noise import noise_sigma
 
 CHECKPOINT_FORMAT = "simplenet-edu"
 CHECKPOINT_VERSION = 1
@@ -69,6 +74,14 @@ class SimpleNetConfig:
     smoothing_sigma: float = 4.0
     holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
     normal_max_fpr: float = 0.01          # the normal threshold flags at most this share of them
+    # Variants of each part (variants.py); the defaults are the paper's choices
+    generator: str = "gaussian"           # gaussian | mixup | adversarial | learned | perlin
+    adaptor: str = "linear"               # linear | identity | conv
+    discriminator: str = "mlp"            # mlp | conv
+    loss: str = "truncated_l1"            # truncated_l1 | bce
+    image_score: str = "max"              # max | mean | topk
+    topk: float = 10                      # topk: mean of this many patches (or this share if < 1)
+    perlin_threshold: float = 0.2         # perlin: mask where the noise exceeds this (SuperSimpleNet)
     # Run
     seed: int = 0
     device: str = "auto"
@@ -114,17 +127,24 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, margin: float) -> dict:
-    """One SimpleNet update on a mini-batch of frozen patch features ``[N, D]``.
+def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, loss) -> dict:
+    """One SimpleNet update on a mini-batch of frozen patch features: ``[N, D]`` shuffled patches, or
+    ``[B, h, w, D]`` grids for the variants that need neighbours.
 
-    Adapt, add noise, score both with one discriminator call (so BatchNorm sees both), truncated L1,
-    one backward pass through discriminator and adaptor.
+    Adapt, make fakes, score both with one discriminator call (so BatchNorm sees both), loss
+    (``loss``: a loss object from ``discriminator.py``, or the paper's truncated L1 margin as a number),
+    one backward pass through discriminator, adaptor (and a learned generator).
     """
+    loss_fn = loss if callable(loss) else TruncatedL1Loss(loss)
     normal = adaptor(features)
-    fake = generator(normal)
+    fake = generator(normal, discriminator=discriminator)
     scores = discriminator(torch.cat([normal, fake]))
-    normal_scores, fake_scores = scores[: len(normal)], scores[len(normal):]
-    loss = truncated_l1_loss(normal_scores, fake_scores, margin)
+    normal_scores, fake_scores = scores[: len(normal)].flatten(), scores[len(normal):]
+    # A fake the generator left unchanged (outside a Perlin mask) is a normal feature.
+    changed = (fake != normal).any(dim=-1)
+    normal_scores = torch.cat([normal_scores, fake_scores[~changed]])
+    fake_scores = fake_scores[changed]
+    loss = loss_fn(normal_scores, fake_scores)
 
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
@@ -133,13 +153,68 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
         opt.step()
 
     with torch.no_grad():
-        return {
-            "loss": loss.item(),
-            "d_normal": normal_scores.mean().item(),
-            "d_fake": fake_scores.mean().item(),
-            "p_normal": (normal_scores >= margin).float().mean().item(),
-            "p_fake": (fake_scores <= -margin).float().mean().item(),
-        }
+        p_normal, p_fake = loss_fn.accuracy(normal_scores, fake_scores)
+        return {"loss": loss.item(), "d_normal": normal_scores.mean().item(),
+                "d_fake": fake_scores.mean().item(), "p_normal": p_normal, "p_fake": p_fake}
+
+
+@torch.no_grad()
+def layer_features(extractor: FeatureExtractor, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Local aggregation stopped before the layers are combined: ``[B, h*w, L * pretrain_embed_dim]``.
+
+    What the ``conv`` adaptor reads; :func:`aggregate` finishes the paper's aggregation from it.
+    """
+    maps, agg = extractor.backbone(images), extractor.aggregation
+    grid = tuple(maps[0].shape[-2:])
+    per_layer = [
+        pool_to_dim(resize_to_grid(unfold_neighbourhoods(m, agg.patch_size), grid).flatten(2).transpose(1, 2)
+                    .flatten(0, 1), agg.pretrain_embed_dim)
+        for m in maps
+    ]
+    return torch.cat(per_layer, dim=1).view(len(images), grid[0] * grid[1], -1), grid
+
+
+def aggregate(layers: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[..., L * Dp] -> [..., dim]``: the last step of local aggregation (pool the stacked layers)."""
+    return pool_to_dim(layers.reshape(-1, layers.shape[-1]), dim).view(*layers.shape[:-1], dim)
+
+
+class PatchBatches:
+    """Mini-batches of ``batch_size`` patch features drawn at random from all cached images: ``[n, D]``
+    (the paper)."""
+
+    def __init__(self, bank: torch.Tensor, batch_size: int, generator: torch.Generator):
+        self.bank, self.batch_size, self.generator = bank.flatten(0, 1), batch_size, generator
+
+    def __iter__(self):
+        order = torch.randperm(len(self.bank), generator=self.generator).to(self.bank.device)
+        for idx in order.split(self.batch_size):
+            if len(idx) > 1:  # BatchNorm needs two samples
+                yield self.bank[idx].float()
+
+
+class GridBatches:
+    """Mini-batches that keep the feature grid, for variants that need neighbours or whole images
+    (Perlin masks, mixup across images, conv discriminator): ``[k, c, c, D]``, ``k >= 2`` images,
+    each cropped at random to a ``c x c`` window so that ``k * c * c`` is about ``batch_size``, as many
+    steps per epoch as :class:`PatchBatches` would take."""
+
+    def __init__(self, bank: torch.Tensor, grid: tuple[int, int], batch_size: int, generator: torch.Generator):
+        self.bank = bank.view(len(bank), *grid, bank.shape[-1])                       # [N, h, w, D]
+        self.generator = generator
+        n, h, w = self.bank.shape[:3]
+        self.images = max(2, min(n, batch_size // (h * w)))
+        self.side = max(2, min(h, w, math.isqrt(max(1, batch_size // self.images))))
+        self.steps = max(1, math.ceil(n * h * w / (self.images * self.side ** 2)))
+
+    def __iter__(self):
+        n, h, w = self.bank.shape[:3]
+        c = self.side
+        for _ in range(self.steps):
+            idx = torch.randperm(n, generator=self.generator)[: self.images]
+            top = torch.randint(0, h - c + 1, (), generator=self.generator).item()
+            left = torch.randint(0, w - c + 1, (), generator=self.generator).item()
+            yield self.bank[idx.to(self.bank.device), top:top + c, left:left + c].float()
 
 
 class SimpleNet(torch.nn.Module):
@@ -156,13 +231,16 @@ class SimpleNet(torch.nn.Module):
     def __init__(self, config: SimpleNetConfig | None = None):
         super().__init__()
         self.config = config = config or SimpleNetConfig()
+        variants.check(config)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         backbone = load_backbone(config.backbone, weights_path=config.weights_path, pretrained=config.pretrained)
         aggregation = LocalAggregation(config.pretrain_embed_dim, config.target_embed_dim, config.patch_size)
         self.extractor = FeatureExtractor(backbone, aggregation)
-        self.adaptor = FeatureAdaptor(config.target_embed_dim)
-        self.discriminator = Discriminator(config.target_embed_dim, config.dsc_hidden, config.dsc_layers)
+        self.adaptor = variants.make_adaptor(config, n_layers=len(backbone.channels))
+        self.discriminator = variants.make_discriminator(config)
+        self.image_score = variants.make_image_score(config)
+        self.generator = None                 # built by fit, once the noise scale is known
         self.feature_std: float | None = None
         self.sigma: float | None = None
         self.threshold_normal: float | None = None
@@ -178,13 +256,21 @@ class SimpleNet(torch.nn.Module):
         side = self.config.crop_size or self.config.image_size
         return side, side
 
-    def extract(self, images: torch.Tensor, batch_size: int = 8, progress: bool = False) -> torch.Tensor:
-        """Patch features of ``images [N, 3, H, W]``: ``[N, h*w, D]`` on the model's device."""
+    def extract(self, images: torch.Tensor, batch_size: int = 8, progress: bool = False,
+                layers: bool = False) -> torch.Tensor:
+        """Patch features of ``images [N, 3, H, W]``: ``[N, h*w, D]`` on the model's device
+        (``layers=True``: the per-layer features ``[N, h*w, L * pretrain_embed_dim]`` of
+        :func:`layer_features`)."""
         chunks = []
         for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
             batch = images[start:start + batch_size].to(self.device)
-            chunks.append(self.extractor(batch)[0])
+            chunks.append(layer_features(self.extractor, batch)[0] if layers else self.extractor(batch)[0])
         return torch.cat(chunks)
+
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)``: the patch grid of one image (stride 8)."""
+        h, w = self.image_shape
+        return math.ceil(h / 8), math.ceil(w / 8)
 
     # ------------------------------------------------------------------ training
     def fit(self, data, progress: bool = True) -> "SimpleNet":
@@ -200,49 +286,65 @@ class SimpleNet(torch.nn.Module):
         self.n_train, self.n_holdout = len(train_images), 0 if holdout_images is None else len(holdout_images)
 
         start = time.perf_counter()
-        bank = self.extract(train_images, progress=progress).flatten(0, 1)      # [N*h*w, D] cached
-        self.feature_std = bank.std().item()
-        bank = bank.to(getattr(torch, cfg.cache_dtype))
+        layers = self.adaptor.reads_layers
+        bank = self.extract(train_images, progress=progress, layers=layers)        # [N, h*w, F] cached
         self.timings["seconds_features"] = time.perf_counter() - start
+        holdout = None if holdout_images is None else self.extract(holdout_images, layers=layers)
+        return self.fit_features(bank, self.grid(), holdout, progress)
 
+    def fit_features(self, bank: torch.Tensor, grid: tuple[int, int], holdout: torch.Tensor | None = None,
+                     progress: bool = True) -> "SimpleNet":
+        """Train the heads on precomputed features (what :meth:`fit` does after the backbone).
+
+        ``bank [N, h*w, F]``: the training images' features from :meth:`extract` (``F = D``; the
+        ``conv`` adaptor reads ``layers=True`` features), on the ``grid = (h, w)``; ``holdout``: the
+        same for held-out normal images, which set ``threshold_normal``. Lets an ablation extract
+        once and train many heads.
+        """
+        cfg = self.config
+        start = time.perf_counter()
+        # The noise scale follows the patch features, whichever form the adaptor reads.
+        self.feature_std = aggregate(bank, cfg.target_embed_dim).std().item() if self.adaptor.reads_layers \
+            else bank.std().item()
+        bank = bank.to(self.device, getattr(torch, cfg.cache_dtype))
         self.sigma = noise_sigma(cfg.noise_std, self.feature_std, cfg.noise_scale)
-        generator = GaussianNoise(self.sigma, cfg.mix_noise)
+        self.generator = variants.make_generator(cfg, self.sigma).to(self.device)
+        self.timings.setdefault("seconds_features", time.perf_counter() - start)
 
         start = time.perf_counter()
-        self._train(bank, generator, progress)
+        self._train(bank, grid, progress)
         self.timings["seconds_train"] = time.perf_counter() - start
 
-        if holdout_images is not None:
-            scores, maps = self.predict(holdout_images)
+        if holdout is not None:
+            scores, maps = self.score_features(holdout, grid)
             from .metrics import threshold_from_normal
 
             self.threshold_normal = threshold_from_normal(scores.numpy(), cfg.normal_max_fpr)
             self.pixel_threshold_normal = threshold_from_normal(maps.flatten().numpy(), cfg.normal_max_fpr)
         return self
 
-    def _train(self, bank: torch.Tensor, generator: GaussianNoise, progress: bool) -> None:
+    def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool) -> None:
         cfg = self.config
-        optimizers = [
-            torch.optim.AdamW(self.adaptor.parameters(), lr=cfg.lr_adaptor),
-            torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_discriminator, weight_decay=1e-5),
-        ]
+        heads = [(self.adaptor, torch.optim.AdamW, cfg.lr_adaptor, 0.01),
+                 (self.discriminator, torch.optim.Adam, cfg.lr_discriminator, 1e-5),
+                 (self.generator, torch.optim.Adam, cfg.lr_discriminator, 1e-5)]
+        optimizers = [make(part.parameters(), lr=lr, weight_decay=decay)
+                      for part, make, lr, decay in heads if any(True for _ in part.parameters())]
+        loss_fn = variants.make_loss(cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
-        self.adaptor.train()
-        self.discriminator.train()
+        needs_grid = self.generator.needs_grid or self.discriminator.needs_grid
+        batches = GridBatches(bank, grid, cfg.batch_size, shuffle) if needs_grid \
+            else PatchBatches(bank, cfg.batch_size, shuffle)
+        self.train()
         self.history = []
         bar = tqdm(range(cfg.epochs), desc="train", disable=not progress)
         for epoch in bar:
-            order = torch.randperm(len(bank), generator=shuffle).to(bank.device)
-            steps = [
-                train_step(self.adaptor, generator, self.discriminator, optimizers, bank[idx].float(), cfg.dsc_margin)
-                for idx in order.split(cfg.batch_size)
-                if len(idx) > 1  # BatchNorm needs two samples
-            ]
+            steps = [train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn)
+                     for batch in batches]
             record = {key: float(np.mean([s[key] for s in steps])) for key in steps[0]}
             self.history.append({"epoch": epoch + 1, **record})
             bar.set_postfix(loss=f"{record['loss']:.3f}")
-        self.adaptor.eval()
-        self.discriminator.eval()
+        self.eval()
 
     def _training_images(self, data) -> torch.Tensor:
         if isinstance(data, torch.Tensor):
@@ -276,9 +378,30 @@ class SimpleNet(torch.nn.Module):
         """Anomaly score of every patch: ``[B, 3, H, W] -> [B, h, w]`` (``-D(adaptor(feature))``)."""
         use_amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            features, (h, w) = self.extractor(images.to(self.device))
-            scores = -self.discriminator(self.adaptor(features.flatten(0, 1)))
-        return scores.float().view(len(images), h, w)
+            images = images.to(self.device)
+            features, grid = layer_features(self.extractor, images) if self.adaptor.reads_layers \
+                else self.extractor(images)
+            return self.feature_scores(features, grid)
+
+    @torch.no_grad()
+    def feature_scores(self, features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Patch anomaly scores from precomputed features: ``[B, h*w, F] -> [B, h, w]``."""
+        grids = features.to(self.device).float().view(len(features), *grid, features.shape[-1])
+        return -self.discriminator(self.adaptor(grids)).float()
+
+    @torch.no_grad()
+    def score_features(self, features: torch.Tensor, grid: tuple[int, int], size: tuple[int, int] | None = None,
+                       batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict` on precomputed features ``[B, h*w, F]``: image scores ``[B]`` and anomaly
+        maps ``[B, H, W]`` (``size = (H, W)``, default the model's input size), on the CPU."""
+        self.eval()
+        size = size or self.image_shape
+        all_scores, all_maps = [], []
+        for chunk in features.split(batch_size):
+            scores = self.feature_scores(chunk, grid)
+            all_scores.append(self.image_score(scores.flatten(1)).cpu())
+            all_maps.append(anomaly_maps(scores, size, self.config.smoothing_sigma).cpu())
+        return torch.cat(all_scores), torch.cat(all_maps)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,7 +414,7 @@ class SimpleNet(torch.nn.Module):
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             grid = self.patch_scores(batch)
-            all_scores.append(grid.flatten(1).max(dim=1).values.cpu())
+            all_scores.append(self.image_score(grid.flatten(1)).cpu())
             all_maps.append(anomaly_maps(grid, tuple(batch.shape[-2:]), self.config.smoothing_sigma).cpu())
         return torch.cat(all_scores), torch.cat(all_maps)
 
@@ -307,6 +430,7 @@ class SimpleNet(torch.nn.Module):
             "config": self.config.to_dict(),
             "adaptor": self.adaptor.state_dict(),
             "discriminator": self.discriminator.state_dict(),
+            "generator": None if self.generator is None else self.generator.state_dict(),
             "state": {
                 "feature_std": self.feature_std, "sigma": self.sigma,
                 "threshold_normal": self.threshold_normal,
@@ -346,6 +470,9 @@ class SimpleNet(torch.nn.Module):
         model.discriminator.load_state_dict(payload["discriminator"])
         for key, value in payload["state"].items():
             setattr(model, key, value)
+        if payload.get("generator") is not None and model.sigma is not None:
+            model.generator = variants.make_generator(config, model.sigma).to(model.device)
+            model.generator.load_state_dict(payload["generator"])
         model.history = list(payload.get("history", []))
         model.eval()
         return model

@@ -433,7 +433,8 @@ def plot_pro_curve(masks, maps, fpr_limit: float = 0.3, ax=None):
     fpr, pro = metrics.pro_curve(masks, maps)
     if ax is None:
         _, ax = plt.subplots(figsize=(3.8, 3.4))
-    ax.plot(fpr, pro, marker=".", label=f"PRO curve (AUPRO {metrics.aupro(masks, maps, fpr_limit):.3f})")
+    ax.plot(fpr, pro, marker="." if len(fpr) <= 50 else None,  # dots only where they can be told apart
+            label=f"PRO curve (AUPRO {metrics.aupro(masks, maps, fpr_limit):.3f})")
     inside = fpr <= fpr_limit
     x = np.append(fpr[inside], fpr_limit)
     y = np.append(pro[inside], np.interp(fpr_limit, fpr, pro))

@@ -179,11 +179,12 @@ class ThresholdExplorer(widgets.VBox):
             value=ALL_DEFECTS, description="defects", layout=widgets.Layout(width="260px"))
 
         self.snap_f1_button = widgets.Button(
-            description="F1-max threshold", icon="bullseye",
+            description="F1-max threshold", icon="bullseye", layout=widgets.Layout(width="auto"),
             tooltip="the threshold with the best F1 on these test images (it peeks at the labels)")
         no_normal = self.threshold_normal is None
         self.snap_normal_button = widgets.Button(
             description="normal-image threshold", icon="check", disabled=no_normal,
+            layout=widgets.Layout(width="auto"),
             tooltip="the threshold from held-out normal training images (what a deployment can know)")
         self.normal_note = widgets.HTML(
             "<i>No threshold from normal images in this result: train the model with held-out normal "
@@ -225,7 +226,7 @@ class ThresholdExplorer(widgets.VBox):
             self._scores, self._labels, bins=edges, ax=ax,
             thresholds={"F1-max": float(np.median(self._scores)), "from normal images": self.threshold_normal})
         self._threshold_line = ax.axvline(self.image_slider.value, color="black", linewidth=2, label="threshold")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="upper center", ncols=3, frameon=False)  # in the headroom above the bars
         ax.set_title("normal and anomalous test images", fontsize=9)  # replaced per selection; sized now
         self._histogram_figure.tight_layout()
 
@@ -275,7 +276,7 @@ class ThresholdExplorer(widgets.VBox):
         anomalous_counts = np.histogram(selected_scores[selected_labels], bins=edges)[0]
         self._histogram["normal"].set_data(normal_counts)
         self._histogram["anomalous"].set_data(anomalous_counts)
-        self._histogram["ax"].set_ylim(0, 1.25 * max(normal_counts.max(), anomalous_counts.max(), 1))
+        self._histogram["ax"].set_ylim(0, 1.6 * max(normal_counts.max(), anomalous_counts.max(), 1))
         self._histogram["lines"]["F1-max"].set_xdata([self._threshold_f1, self._threshold_f1])
         self._histogram["ax"].set_title(
             f"{int((~selected_labels).sum())} normal and {int(selected_labels.sum())} anomalous test images",

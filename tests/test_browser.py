@@ -33,6 +33,7 @@ KERNEL_READY_S = 120
 RUN_ALL_S = 300       # quick mode trains (or loads) the course model, then evaluates
 WIDGET_UPDATE_S = 30
 
+PLAYWRIGHT_MISSING = ""
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
@@ -42,7 +43,7 @@ except ImportError as error:  # pragma: no cover - depends on the machine
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: run .ci/browser-setup.sh"),
-    pytest.mark.skipif(sync_playwright is None, reason="playwright does not import (pip install playwright)"),
+    pytest.mark.skipif(sync_playwright is None, reason=f"playwright does not import ({PLAYWRIGHT_MISSING})"),
 ]
 
 # Every code cell has run (a number in its prompt, none pending) and the kernel is idle again.
@@ -107,6 +108,30 @@ def jupyter_lab(tmp_path):
         log.close()
 
 
+def _kernel_states(base: str) -> list[str]:
+    """The execution state of each kernel of the server's sessions (the server's view, not the page's)."""
+    with urllib.request.urlopen(f"{base}/api/sessions", timeout=5) as answer:
+        return [session["kernel"]["execution_state"] for session in json.load(answer) if session.get("kernel")]
+
+
+def _wait_for_kernel(page, base: str) -> None:
+    """Until the notebook's kernel is started and idle, and the page says so; a kernel-selection
+    dialog (shown when the page asks before the kernel specs arrive) is answered with the default."""
+    deadline = time.monotonic() + KERNEL_READY_S
+    while True:
+        dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.first.get_by_role("button", name="Select").click()
+        states = _kernel_states(base)
+        status_bar = page.locator(".jp-StatusBar-Widget", has_text="Idle")
+        if states == ["idle"] and status_bar.count() and page.locator(
+                '.jp-Notebook-ExecutionIndicator[data-status="idle"]').count():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the notebook's kernel was not idle within {KERNEL_READY_S} s (server says {states})")
+        page.wait_for_timeout(500)
+
+
 def _artifacts(tmp_path) -> Path:
     folder = Path(os.environ.get("SIMPLENET_EDU_ARTIFACTS") or tmp_path / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +165,7 @@ def test_explorer_in_jupyterlab(jupyter_lab, tmp_path):
                 page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK.name}", wait_until="domcontentloaded")
                 # Clicking before the notebook and its kernel are ready is the usual flake: wait for both.
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=KERNEL_READY_S * 1000)
-                page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
-                                       timeout=KERNEL_READY_S * 1000)
+                _wait_for_kernel(page, jupyter_lab)
 
                 page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                 page.get_by_role("menuitem", name="Run All Cells", exact=True).click()

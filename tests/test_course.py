@@ -1,0 +1,164 @@
+"""The course helpers: environment switches, data and configuration choice, the model cache."""
+
+import warnings
+
+import pytest
+import torch
+
+from simplenet_edu import InputError, course, data
+from simplenet_edu.model import SimpleNet, SimpleNetConfig
+
+ENV = ("SIMPLENET_EDU_QUICK", "SIMPLENET_EDU_PAPER", "SIMPLENET_EDU_DATA", "SIMPLENET_EDU_HOME")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """A clean environment whose course home is a temporary folder."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SIMPLENET_EDU_HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """A 64 px demo set with 4 training images: enough to train one pass in seconds."""
+    root = tmp_path_factory.mktemp("tiny")
+    return data.make_demo_dataset(root, "brick", image_size=64, n_train=4, n_test_good=1, n_test_per_defect=1)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("0", False), ("", False)])
+def test_quick_mode_reads_the_flag(env, value, expected):
+    env.setenv("SIMPLENET_EDU_QUICK", value)
+    assert course.quick_mode() is expected
+
+
+def test_quick_mode_is_off_without_the_variable(env):
+    assert course.quick_mode() is False
+    assert course.paper_mode() is False
+
+
+def test_a_garbled_flag_is_a_user_error(env):
+    env.setenv("SIMPLENET_EDU_QUICK", "maybe")
+    with pytest.raises(InputError, match="SIMPLENET_EDU_QUICK.*'maybe'"):
+        course.quick_mode()
+
+
+def test_course_config_follows_the_mode(env):
+    assert course.course_config() == SimpleNetConfig(device="auto")
+    env.setenv("SIMPLENET_EDU_QUICK", "1")
+    assert course.course_config() == SimpleNetConfig.quick()
+    assert course.course_config(epochs=3).epochs == 3
+    env.setenv("SIMPLENET_EDU_QUICK", "0")
+    env.setenv("SIMPLENET_EDU_PAPER", "1")
+    paper = course.course_config()
+    assert (paper.backbone, paper.crop_size, paper.device) == ("wide_resnet50_2", 288, "auto")
+
+
+def test_course_config_refuses_both_modes_and_unknown_fields(env):
+    with pytest.raises(InputError, match="no_such_field"):
+        course.course_config(no_such_field=1)
+    env.setenv("SIMPLENET_EDU_QUICK", "1")
+    env.setenv("SIMPLENET_EDU_PAPER", "1")
+    with pytest.raises(InputError, match="both set"):
+        course.course_config()
+
+
+def test_course_data_uses_the_chosen_folder(env, tiny_set):
+    env.setenv("SIMPLENET_EDU_DATA", str(tiny_set))
+    assert course.course_data() == tiny_set
+
+
+def test_course_data_names_the_variable_when_the_folder_is_wrong(env, tmp_path):
+    env.setenv("SIMPLENET_EDU_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="SIMPLENET_EDU_DATA.*nowhere.*not found"):
+        course.course_data()
+
+
+def test_quick_mode_paints_the_small_demo_set_under_home(env, tmp_path):
+    env.setenv("SIMPLENET_EDU_QUICK", "1")
+    root = course.course_data()
+    assert root == tmp_path / "data" / "demo-quick" / "brick"
+    train = data.MVTecDataset(root, "train", image_size=course.DEMO_QUICK["image_size"])
+    assert len(train) == 20
+    assert data.load_image(train.paths[0], 128).shape == (3, 128, 128)
+    test = data.MVTecDataset(root, "test", image_size=128)
+    assert len(test) == 8 + 4 * 3
+
+
+def test_cache_key_changes_with_config_and_data_but_not_device(tiny_set, tmp_path):
+    config = SimpleNetConfig.quick()
+    key = course.cache_key(config, tiny_set)
+    assert len(key) == 16 and key == course.cache_key(SimpleNetConfig.quick(), tiny_set)
+    assert key == course.cache_key(SimpleNetConfig.quick(device="cpu"), tiny_set)
+    assert key != course.cache_key(SimpleNetConfig.quick(epochs=99), tiny_set)
+    other = data.make_demo_dataset(tmp_path, "brick", image_size=64, n_train=5, n_test_good=1, n_test_per_defect=1)
+    assert key != course.cache_key(config, other)
+
+
+def test_course_model_trains_once_then_loads(env, tmp_path, tiny_set):
+    config = SimpleNetConfig.quick(image_size=64, epochs=1, device="cpu")
+    first = course.course_model(config, tiny_set, progress=False)
+    path = course.cache_path(config, tiny_set)
+    assert path.is_file() and path.parent == tmp_path / "data" / "cache"
+    assert len(first.history) == 1
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("course_model retrained although the cache was there")
+
+    env.setattr(SimpleNet, "fit", no_training)
+    second = course.course_model(config, tiny_set, progress=False)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(first.predict(images)[0], second.predict(images)[0], atol=1e-5)
+    assert second.history == first.history
+
+
+def test_course_model_replaces_an_unreadable_cache(env, tiny_set):
+    config = SimpleNetConfig.quick(image_size=64, epochs=1, device="cpu")
+    path = course.cache_path(config, tiny_set)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="retraining"):
+        model = course.course_model(config, tiny_set, progress=False)
+    assert model.sigma is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert course.course_model(config, tiny_set, progress=False).sigma == pytest.approx(model.sigma)
+
+
+def test_patch_labels_by_hand():
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :2, :2] = 1          # the whole top-left 2x2 cell
+    mask[0, 2, 2] = 1            # a quarter of the bottom-right cell
+    labels = course.patch_labels(mask, (2, 2))
+    assert labels.tolist() == [[True, False, False, False]]
+    assert course.patch_labels(mask, (2, 2), min_fraction=0.25).tolist() == [[True, False, False, True]]
+    with pytest.raises(InputError, match="masks"):
+        course.patch_labels(mask[0], (2, 2))
+
+
+def test_nearest_distances_by_hand():
+    bank = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    queries = torch.tensor([[3.0, 4.0], [10.0, 1.0], [6.0, 0.0]])
+    assert course.nearest_distances(queries, bank, chunk=2).tolist() == pytest.approx([5.0, 1.0, 4.0])
+
+
+def test_receptive_field_of_a_3x3_convolution():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, kernel_size=3, padding=1)
+
+    class OneLayer(torch.nn.Module):
+        def forward(self, images):
+            return [conv(images)]
+
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    field = course.receptive_field(OneLayer(), image, layer=0, cell=(4, 5))
+    assert (field > 0).nonzero().amin(0).tolist() == [3, 4]
+    assert (field > 0).nonzero().amax(0).tolist() == [5, 6]
+    assert int((field > 0).sum()) == 9
+
+
+def test_folder_tree_lists_every_folder(tiny_set):
+    tree = course.folder_tree(tiny_set)
+    assert tree.splitlines()[0] == "brick/"
+    assert "    train/" in tree and "        good/  (4 images: 000.png, 001.png, ...)" in tree

@@ -1,0 +1,61 @@
+"""The notebooks are committed clean: no outputs, no execution counts, the standard kernel.
+
+Outputs hold pictures, timings and local paths, which bloat the repository and make every diff
+noisy. Strip them with ``nbstripout notebooks/*.ipynb`` before committing.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+COURSE = (
+    "00_introduction_and_data", "01_feature_extraction", "02_feature_adaptation",
+    "03_anomalous_feature_generation", "04_discriminator_training", "05_evaluation_and_localization",
+)  # fmt: skip
+
+
+def problems(notebook: dict) -> list[str]:
+    """What keeps a notebook (as parsed JSON) from being clean, one line per problem."""
+    found = []
+    kernel = notebook.get("metadata", {}).get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        found.append(f"kernelspec name is {kernel!r}, not 'python3'")
+    for index, cell in enumerate(notebook.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("outputs"):
+            found.append(f"cell {index} has outputs")
+        if cell.get("execution_count") is not None:
+            found.append(f"cell {index} has execution count {cell['execution_count']}")
+    return found
+
+
+def test_the_course_notebooks_exist():
+    present = {path.stem for path in NOTEBOOKS.glob("*.ipynb")}
+    assert set(COURSE) <= present, f"missing: {sorted(set(COURSE) - present)}"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_stripped(path):
+    found = problems(json.loads(path.read_text(encoding="utf-8")))
+    assert not found, f"{path.name}: " + "; ".join(found) + " (run: nbstripout notebooks/*.ipynb)"
+
+
+def test_the_check_catches_a_dirty_notebook():
+    dirty = {
+        "metadata": {"kernelspec": {"name": "my-venv"}},
+        "cells": [
+            {"cell_type": "markdown", "source": "# title"},
+            {"cell_type": "code", "execution_count": 3, "outputs": [{"output_type": "stream", "text": "0x7f"}]},
+            {"cell_type": "code", "execution_count": None, "outputs": []},
+        ],
+    }
+    assert problems(dirty) == [
+        "kernelspec name is 'my-venv', not 'python3'",
+        "cell 1 has outputs",
+        "cell 1 has execution count 3",
+    ]
+    clean = {"metadata": {"kernelspec": {"name": "python3"}}, "cells": dirty["cells"][:1] + dirty["cells"][2:]}
+    assert problems(clean) == []
