@@ -58,6 +58,11 @@ def pool_to_dim(vectors: torch.Tensor, dim: int) -> torch.Tensor:
     return F.adaptive_avg_pool1d(vectors.unsqueeze(1), dim).squeeze(1)
 
 
+def pooling_matrix(in_dim: int, out_dim: int) -> torch.Tensor:
+    """:func:`pool_to_dim` written as a matrix: ``[out_dim, in_dim]``, each row averaging a window."""
+    return pool_to_dim(torch.eye(in_dim, dtype=torch.float64), out_dim).T
+
+
 class LocalAggregation(nn.Module):
     """Turn a backbone's multi-layer feature maps into patch features ``[B, H * W, D]``.
 
@@ -66,7 +71,12 @@ class LocalAggregation(nn.Module):
         target_embed_dim: dimension of the final patch feature ``D`` (paper: 1536).
         patch_size: neighbourhood size (paper: 3).
 
-    No parameters: aggregation is a fixed linear map, which is why it can be cached once per image.
+    No parameters: aggregation is a fixed *linear* map, which is why it can be cached once per image.
+    It also means the four steps fold into one convolution per layer: unfolding a 3x3 neighbourhood
+    and averaging channels is a 3x3 convolution whose weights are the averaging windows, and bilinear
+    resizing commutes with mixing channels. :meth:`forward` uses that folded form (faster, same
+    numbers); :meth:`forward_steps` does the four steps one by one, as the official code, to read and
+    to test against.
     """
 
     def __init__(self, pretrain_embed_dim: int, target_embed_dim: int, patch_size: int = 3):
@@ -74,9 +84,10 @@ class LocalAggregation(nn.Module):
         self.pretrain_embed_dim = pretrain_embed_dim
         self.target_embed_dim = target_embed_dim
         self.patch_size = patch_size
+        self._kernels: dict[tuple, list[torch.Tensor]] = {}
 
-    def forward(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
-        """``[[B, C_l, h_l, w_l], ...]`` (shallowest first) -> ``([B, H * W, D], (H, W))``."""
+    def forward_steps(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The official recipe, step by step: ``[[B, C_l, h_l, w_l], ...]`` -> ``([B, H * W, D], (H, W))``."""
         grid = tuple(feature_maps[0].shape[-2:])
         per_layer = []
         for fmap in feature_maps:
@@ -87,6 +98,32 @@ class LocalAggregation(nn.Module):
         features = pool_to_dim(stacked, self.target_embed_dim)                             # [B*H*W, D]
         batch = feature_maps[0].shape[0]
         return features.reshape(batch, grid[0] * grid[1], self.target_embed_dim), grid
+
+    def kernels(self, channels: tuple[int, ...]) -> list[torch.Tensor]:
+        """The folded weights, one ``[D, C_l, p, p]`` convolution kernel per layer.
+
+        Layer ``l``'s kernel is ``final_l @ pool_l``: ``pool_l [Dp, C_l * p * p]`` averages the unfolded
+        neighbourhood to ``Dp`` values, ``final_l [D, Dp]`` is that layer's share of the last pooling.
+        """
+        key = tuple(channels)
+        if key not in self._kernels:
+            p, dp = self.patch_size, self.pretrain_embed_dim
+            final = pooling_matrix(len(channels) * dp, self.target_embed_dim)        # [D, L*Dp]
+            self._kernels[key] = [
+                (final[:, i * dp:(i + 1) * dp] @ pooling_matrix(c * p * p, dp)).float().view(-1, c, p, p)
+                for i, c in enumerate(channels)
+            ]
+        return self._kernels[key]
+
+    def forward(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``[[B, C_l, h_l, w_l], ...]`` (shallowest first) -> ``([B, H * W, D], (H, W))``."""
+        grid = tuple(feature_maps[0].shape[-2:])
+        kernels = self.kernels(tuple(m.shape[1] for m in feature_maps))
+        out = 0
+        for fmap, kernel in zip(feature_maps, kernels):
+            kernel = kernel.to(fmap.device, fmap.dtype)
+            out = out + resize_to_grid(F.conv2d(fmap, kernel, padding=(self.patch_size - 1) // 2), grid)
+        return out.flatten(2).transpose(1, 2), grid                                        # [B, H*W, D]
 
 
 class FeatureExtractor(nn.Module):

@@ -77,7 +77,7 @@ def test_aggregation_pooling_arithmetic_on_constant_maps():
     deep = torch.full((1, 4, 8, 8), 7.0)
     features, _ = LocalAggregation(pretrain_embed_dim=8, target_embed_dim=4)([shallow, deep])
     inner = features[0].view(16, 16, 4)[8, 8]
-    assert inner.tolist() == [3.0, 3.0, 7.0, 7.0]
+    assert torch.allclose(inner, torch.tensor([3.0, 3.0, 7.0, 7.0]))
 
 
 def test_feature_extractor_runs_without_gradients():
@@ -89,3 +89,24 @@ def test_feature_extractor_runs_without_gradients():
     features, grid = FeatureExtractor(TwoMaps(), LocalAggregation(6, 6))(images)
     assert grid == (8, 8) and features.shape == (2, 64, 6)
     assert not features.requires_grad
+
+
+def test_folded_convolution_equals_the_step_by_step_recipe():
+    # Aggregation is linear, so one 3x3 convolution per layer gives the official four steps' numbers.
+    torch.manual_seed(1)
+    maps = [torch.randn(2, 5, 12, 10), torch.randn(2, 7, 6, 5)]
+    for dp, d in [(20, 16), (64, 48), (30, 30)]:
+        aggregation = LocalAggregation(pretrain_embed_dim=dp, target_embed_dim=d)
+        folded, grid = aggregation(maps)
+        steps, grid_steps = aggregation.forward_steps(maps)
+        assert grid == grid_steps == (12, 10)
+        assert torch.allclose(folded, steps, atol=1e-5)
+
+
+def test_pooling_matrix_rows_are_averaging_windows():
+    from simplenet_edu.features import pooling_matrix
+
+    # 6 -> 4: windows [0, 2), [1, 3), [3, 5), [4, 6) by the floor/ceil rule, each weight 1/2.
+    expected = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0, 0],
+                             [0, 0, 0, 0.5, 0.5, 0], [0, 0, 0, 0, 0.5, 0.5]], dtype=torch.float64)
+    assert torch.equal(pooling_matrix(6, 4), expected)
