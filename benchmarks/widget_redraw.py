@@ -51,12 +51,13 @@ def synthetic_result(n_images: int, size: int, seed: int) -> EvaluationResult:
         pixel_threshold_normal=float(np.quantile(maps[:n_normal], 0.999)))
 
 
-def time_steps(slider, values) -> np.ndarray:
-    """Milliseconds per assignment of each value to the slider (observers included)."""
+def time_steps(slider, n_steps: int) -> np.ndarray:
+    """Milliseconds per step of the slider (observers included), over n_steps of its options spread
+    evenly from the lowest to the highest: the sliders are SelectionSliders of exact thresholds."""
     times = []
-    for value in values:
+    for index in np.unique(np.linspace(0, len(slider.options) - 1, n_steps).round().astype(int)):
         start = time.perf_counter()
-        slider.value = float(value)
+        slider.index = int(index)
         times.append(1000.0 * (time.perf_counter() - start))
     return np.array(times)
 
@@ -74,10 +75,8 @@ def main() -> None:
     explorer = ThresholdExplorer(result)
     build_ms = 1000.0 * (time.perf_counter() - start)
 
-    image = explorer.image_slider
-    image_ms = time_steps(image, np.linspace(image.min, image.max, args.steps))
-    pixel = explorer.pixel_slider
-    pixel_ms = time_steps(pixel, np.linspace(pixel.min, pixel.max, args.steps // 3))
+    image_ms = time_steps(explorer.image_slider, args.steps)
+    pixel_ms = time_steps(explorer.pixel_slider, args.steps // 3)
     filter_ms = []
     for defect in [value for _, value in explorer.defect_filter.options][1:] + ["all"]:
         start = time.perf_counter()
@@ -85,7 +84,8 @@ def main() -> None:
         filter_ms.append(1000.0 * (time.perf_counter() - start))
 
     print(f"threshold explorer, {args.images} synthetic test images of {args.size} px "
-          f"({len(explorer.summary()['shown'])} shown in the grid)")
+          f"({len(explorer.summary()['shown'])} shown in the grid; {len(explorer.image_slider.options)} image "
+          f"and {len(explorer.pixel_slider.options)} pixel threshold stops)")
     print(f"  build                 {build_ms:8.1f} ms")
     for name, ms in [("image slider step", image_ms), ("pixel slider step", pixel_ms),
                      ("defect filter change", np.array(filter_ms))]:

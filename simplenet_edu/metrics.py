@@ -257,7 +257,9 @@ def confusion_at(labels, scores, threshold: float) -> dict:
     fpr, accuracy (floats; a 0/0 rate is 0.0).
     """
     labels, scores = _labels_and_scores(labels, scores)
-    flagged = scores >= threshold
+    # Compare in float64: NumPy would round the threshold to float32 scores' precision, and a
+    # threshold one float64 step above a score (threshold_from_normal) must not flag that score.
+    flagged = scores.astype(np.float64) >= float(threshold)
     tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
     fn, tn = int((~flagged & labels).sum()), int((~flagged & ~labels).sum())
     precision, recall = _safe_ratio(tp, tp + fp), _safe_ratio(tp, tp + fn)

@@ -6,10 +6,14 @@ against false alarms. The explorer shows that trade live, for an
 :class:`~simplenet_edu.evaluation.EvaluationResult`:
 
 - an image-level threshold slider, with buttons that snap it to the F1-max threshold (picked on the
-  test labels: optimistic) and to the threshold from held-out normal images (honest);
+  test labels: optimistic) and to the threshold from held-out normal images (honest). Its stops are
+  the exact thresholds that matter: every distinct test score, the two thresholds, and one value just
+  above the highest score (nothing flagged). So one arrow-key press changes the decision for exactly
+  one score level, and what the slider shows is the threshold used, never a rounded neighbour;
 - the score histograms of normal and anomalous test images, with the threshold drawn on them;
 - the confusion matrix, precision, recall, F1 and false-positive rate, and the misses per defect type;
-- a pixel-level threshold slider, and a grid of test images with the predicted regions (red) drawn
+- a pixel-level threshold slider (200 even steps over the map range, plus the exact pixel threshold
+  from normal images, where it starts), and a grid of test images with the predicted regions (red) drawn
   over the ground truth (green, dashed);
 - a defect-type filter: the counts then cover the normal images and that defect type only.
 
@@ -35,7 +39,8 @@ from .viz import plot_score_histograms
 ALL_DEFECTS = "all"
 PREDICTED_COLOUR = "red"
 TRUTH_COLOUR = "lime"
-_SLIDER_STEPS = 200  # keyboard arrows move 1/200 of the range: fine enough, few enough to sweep
+_PIXEL_STEPS = 200  # the pixel slider's arrows move 1/200 of the map range: fine enough, few enough to sweep
+_DIGITS = 4  # significant digits of a threshold's label; more only where neighbours would read alike
 _DPI = 80
 
 
@@ -102,6 +107,55 @@ def _metric(name: str, value) -> str:
     return f'<b data-metric="{name}">{text}</b>'
 
 
+# ----------------------------------------------------------------------------- exact thresholds
+#
+# The sliders are SelectionSliders over exact float thresholds. A FloatSlider would not do: the
+# browser rounds its value to a multiple of its step and sends the rounded value back to Python, so
+# a threshold snapped to 0.8615 would show, and apply, 0.8666.
+
+
+def _format(value: float, digits: int) -> str:
+    return f"{value:.{digits}g}"
+
+
+def _threshold_labels(values: list[float]) -> list[str]:
+    """Distinct readouts for sorted distinct thresholds: _DIGITS significant digits, more (up to 6)
+    where a neighbour would read the same. A value that only float noise tells apart from the one
+    below it (such as the next float above the highest score) reads "> that one": a threshold just
+    above a score flags exactly the scores above it."""
+    labels = []
+    for i, value in enumerate(values):
+        if i and _format(values[i - 1], 6) == _format(value, 6):
+            labels.append(f"> {labels[-1]}" if not labels[-1].startswith(">") else repr(value))
+            continue
+        others = [values[j] for j in (i - 1, i + 1)
+                  if 0 <= j < len(values) and _format(values[j], 6) != _format(value, 6)]
+        digits = next(d for d in range(_DIGITS, 7) if all(_format(value, d) != _format(u, d) for u in others))
+        labels.append(_format(value, digits))
+    if len(set(labels)) < len(labels):  # two labels of different precision can coincide: rare, so
+        labels = [repr(value) for value in values]  # then every label is the exact shortest repr
+    return labels
+
+
+def _selection_options(values) -> tuple[tuple[str, float], ...]:
+    """(label, exact threshold) pairs for a SelectionSlider, ascending, without duplicates."""
+    values = sorted({float(value) for value in values})
+    return tuple(zip(_threshold_labels(values), values))
+
+
+def _at_least(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values >= threshold``, exactly, without converting ``values`` to float64.
+
+    NumPy compares a float32 array with a Python float in float32, rounding the threshold: the next
+    float64 above a float32 score would round back to that score and flag it. Comparing with the
+    smallest value of the array's dtype that is >= the threshold gives the float64 answer."""
+    threshold = np.float64(threshold)
+    in_dtype = threshold.astype(values.dtype)
+    if np.float64(in_dtype) < threshold:
+        in_dtype = np.nextafter(in_dtype, values.dtype.type(np.inf))
+    return values >= in_dtype
+
+
 # ----------------------------------------------------------------------------- the widget
 
 
@@ -118,6 +172,10 @@ class ThresholdExplorer(widgets.VBox):
     ``pixel_slider``, ``defect_filter``, ``snap_f1_button``, ``snap_normal_button``. The numbers shown
     are in ``counts_html``, ``rates_html``, ``misses_html`` and ``pixel_html`` (each number tagged
     ``data-metric="name"``), and in :meth:`summary`. A score (pixel) ``>= threshold`` is anomalous.
+
+    Both sliders are ``SelectionSlider`` widgets whose options are ``(label, exact threshold)`` pairs in
+    ascending order, so ``image_slider.value`` is always the exact float applied and can only be set
+    to one of ``image_slider.options``; :meth:`threshold_label` gives a stop's label.
     """
 
     def __init__(self, result, n_shown: int = 8, bins: int = 30):
@@ -128,13 +186,16 @@ class ThresholdExplorer(widgets.VBox):
             raise InputError("bins", f"must be at least 2, got {bins}")
         (self._scores, self._labels, self._defect_types, self._maps, self._masks,
          self._images) = _checked_result(result)
+        # Thresholds are compared in float64: a threshold between two float32 values stays exact.
+        self._score_dtype = self._scores.dtype
+        self._scores = self._scores.astype(np.float64)
         self._n_shown = int(n_shown)
         self.threshold_normal = None if result.threshold_normal is None else float(result.threshold_normal)
         pixel_threshold_normal = getattr(result, "pixel_threshold_normal", None)
         self._build_controls(pixel_threshold_normal)
         self._build_histogram(int(bins))
         self._build_grid()
-        self._pixel_counts_for(self.pixel_slider.value)
+        self._pixel_counts_for(float(self.pixel_slider.value))
 
         self.image_slider.observe(lambda _: self._update_image_level(), names="value")
         self.pixel_slider.observe(lambda _: self._update_pixel_level(), names="value")
@@ -146,31 +207,49 @@ class ThresholdExplorer(widgets.VBox):
     # ------------------------------------------------------------------------- construction
 
     def _build_controls(self, pixel_threshold_normal):
-        scores, maps = self._scores, self._maps
-        candidates = [scores.min(), scores.max()] + ([self.threshold_normal] if self.threshold_normal is not None else [])
-        low, high = min(candidates), max(candidates)
-        # A margin beyond the extreme scores makes both ends meaningful: everything flagged at the
-        # left end, nothing flagged at the right end.
+        scores, maps, labels = self._scores, self._maps, self._labels
+        # The image slider's stops: every distinct score (each step flips one score level), the
+        # F1-max threshold of every defect selection (a score too, kept in case), the threshold from
+        # normal images, and the next value above the highest score in the scores' own dtype, so that
+        # "nothing flagged" holds whether the scores are compared in float32 or float64.
+        top = np.nextafter(self._score_dtype.type(scores.max()), self._score_dtype.type(np.inf))
+        stops = [*np.unique(scores).tolist(), float(top)]
+        for name in set(self._defect_types[labels].tolist()):
+            stops.append(metrics.f1_max(labels[~labels | (self._defect_types == name)],
+                                        scores[~labels | (self._defect_types == name)])[1])
+        stops.append(metrics.f1_max(labels, scores)[1])
+        if self.threshold_normal is not None:
+            stops.append(self.threshold_normal)
+        options = _selection_options(stops)
+        self._image_labels = {value: label for label, value in options}
+        if self.threshold_normal is not None:
+            start = self.threshold_normal
+        else:  # the lowest stop at or above the median score: about half the images flagged
+            start = next(value for _, value in options if value >= np.median(scores))
+        low, high = options[0][1], options[-1][1]
+        # A margin beyond the extreme stops for the histogram, so the bars at both ends are visible.
         margin = 0.05 * (high - low) if high > low else 1.0
         self._image_range = (float(low - margin), float(high + margin))
-        self.image_slider = widgets.FloatSlider(
-            value=self.threshold_normal if self.threshold_normal is not None else float(np.median(scores)),
-            min=self._image_range[0], max=self._image_range[1],
-            step=(self._image_range[1] - self._image_range[0]) / _SLIDER_STEPS,
-            description="image threshold", readout_format=".4g", continuous_update=True,
+        self.image_slider = widgets.SelectionSlider(
+            options=options, value=start, description="image threshold", continuous_update=True,
             style={"description_width": "initial"}, layout=widgets.Layout(width="460px"))
 
         pixel_low, pixel_high = float(maps.min()), float(maps.max())
         if pixel_high <= pixel_low:
             pixel_high = pixel_low + 1.0
-        if pixel_threshold_normal is None:
+        from_normal = pixel_threshold_normal is not None
+        if not from_normal:
             # Without held-out normal maps, start where 1% of the normal test pixels are flagged.
-            pixel_threshold_normal = float(np.quantile(maps[~self._labels][:, ::4, ::4], 0.99))
-        self.pixel_slider = widgets.FloatSlider(
-            value=float(np.clip(pixel_threshold_normal, pixel_low, pixel_high)),
-            min=pixel_low, max=pixel_high, step=(pixel_high - pixel_low) / _SLIDER_STEPS,
-            description="pixel threshold", readout_format=".4g", continuous_update=True,
-            style={"description_width": "initial"}, layout=widgets.Layout(width="460px"))
+            pixel_threshold_normal = float(np.quantile(maps[~labels][:, ::4, ::4], 0.99))
+        pixel_start = float(pixel_threshold_normal)  # exact, even outside the maps' range
+        # Even steps over the map range, plus the exact starting threshold: pixel thresholds are
+        # continuous, but the value shown is always the value applied.
+        pixel_options = _selection_options([*np.linspace(pixel_low, pixel_high, _PIXEL_STEPS + 1), pixel_start])
+        self.pixel_slider = widgets.SelectionSlider(
+            options=pixel_options, value=pixel_start, description="pixel threshold", continuous_update=True,
+            style={"description_width": "initial"}, layout=widgets.Layout(width="460px"),
+            tooltip="starts at the pixel threshold from held-out normal images" if from_normal
+            else "starts where 1% of the normal test pixels are flagged (no pixel threshold from normal images)")
 
         defects = sorted(set(self._defect_types[self._labels].tolist()))
         self.defect_filter = widgets.Dropdown(
@@ -257,8 +336,13 @@ class ThresholdExplorer(widgets.VBox):
     # ------------------------------------------------------------------------- reactions
 
     def _snap_to(self, threshold: float | None):
+        """Select the stop that is exactly this threshold (every snap target is one of the stops)."""
         if threshold is not None:
             self.image_slider.value = threshold
+
+    def threshold_label(self, threshold: float) -> str:
+        """How the image slider reads this threshold (one of its stops)."""
+        return self._image_labels[float(threshold)]
 
     def _update_selection(self):
         """The defect filter changed: new subset, histograms, F1-max, and images in the grid."""
@@ -267,9 +351,10 @@ class ThresholdExplorer(widgets.VBox):
         self._selected = normal | (self._labels if defect == ALL_DEFECTS else self._defect_types == defect)
         selected_labels, selected_scores = self._labels[self._selected], self._scores[self._selected]
         self._f1_max, self._threshold_f1 = metrics.f1_max(selected_labels, selected_scores)
-        self.snap_f1_button.description = f"F1-max threshold ({self._threshold_f1:.4g})"
+        self.snap_f1_button.description = f"F1-max threshold ({self.threshold_label(self._threshold_f1)})"
         if self.threshold_normal is not None:
-            self.snap_normal_button.description = f"normal-image threshold ({self.threshold_normal:.4g})"
+            self.snap_normal_button.description = (
+                f"normal-image threshold ({self.threshold_label(self.threshold_normal)})")
 
         edges = self._histogram["edges"]
         normal_counts = np.histogram(selected_scores[~selected_labels], bins=edges)[0]
@@ -324,13 +409,15 @@ class ThresholdExplorer(widgets.VBox):
             f"recall {_metric('recall', summary['recall'])} &middot; "
             f"F1 {_metric('f1', summary['f1'])} &middot; "
             f"false-positive rate {_metric('fpr', summary['fpr'])}<br>"
-            f"<small>best F1 on these images: {summary['f1_max']:.3f} at {summary['threshold_f1']:.4g}</small>")
+            f"<small>best F1 on these images: {summary['f1_max']:.3f} at "
+            f"<b data-metric=\"threshold_f1\" data-value=\"{summary['threshold_f1']!r}\">"
+            f"{self.threshold_label(summary['threshold_f1'])}</b></small>")
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{_metric('misses-' + html.escape(name, quote=True), missed)} of {summary['defect_counts'][name]}</td></tr>"
             for name, missed in summary["misses_per_defect"].items())
         self.misses_html.value = f"<table><tr><td colspan=2><i>missed defects</i></td></tr>{rows}</table>"
 
-        flagged = self._scores[self._shown] >= summary["threshold"]
+        flagged = _at_least(self._scores[self._shown], summary["threshold"])
         decisions = tuple(flagged.tolist())
         if force_grid or decisions != self._shown_decisions:  # redraw the grid only when a title changes
             self._shown_decisions = decisions
@@ -347,13 +434,13 @@ class ThresholdExplorer(widgets.VBox):
 
     def _pixel_counts_for(self, threshold: float):
         """Per image [N]: flagged pixels, and flagged pixels inside the ground truth (or None)."""
-        flagged = self._maps >= threshold
+        flagged = _at_least(self._maps, threshold)
         self._flagged_pixels = flagged.sum(axis=(1, 2))
         self._flagged_truth = None if self._masks is None else (flagged & self._masks).sum(axis=(1, 2))
 
     def _update_pixel_level(self, render: bool = True):
         """The pixel threshold (or the selection) changed: pixel numbers and predicted contours."""
-        threshold = self.pixel_slider.value
+        threshold = float(self.pixel_slider.value)
         self._pixel_counts_for(threshold)
         summary = self.summary()
         text = (f"flagged pixels: {_metric('flagged_fraction', summary['flagged_fraction'])} "
@@ -382,7 +469,7 @@ class ThresholdExplorer(widgets.VBox):
         """Everything the explorer shows, as plain Python numbers, for the current controls.
 
         Image level (over the selected images: the normal ones plus the chosen defect type):
-        ``threshold``, ``tp``, ``fp``, ``tn``, ``fn``, ``precision``, ``recall``, ``f1``, ``fpr``,
+        ``threshold`` (exact) and ``threshold_label`` (as the slider reads it), ``tp``, ``fp``, ``tn``, ``fn``, ``precision``, ``recall``, ``f1``, ``fpr``,
         ``accuracy`` (from :func:`simplenet_edu.metrics.confusion_at`), ``misses_per_defect`` and
         ``defect_counts`` ({type: count}), ``f1_max`` and ``threshold_f1`` (on the selection),
         ``threshold_normal``. Pixel level: ``pixel_threshold``, ``flagged_pixels``,
@@ -394,7 +481,7 @@ class ThresholdExplorer(widgets.VBox):
         labels, scores = self._labels[selected], self._scores[selected]
         counts = metrics.confusion_at(labels, scores, threshold)
         defects = self._defect_types[selected & self._labels]
-        missed = self._defect_types[selected & self._labels & (self._scores < threshold)]
+        missed = self._defect_types[selected & self._labels & ~_at_least(self._scores, threshold)]
         names = sorted(set(defects.tolist()))
 
         pixels_per_image = self._maps.shape[1] * self._maps.shape[2]
@@ -412,6 +499,7 @@ class ThresholdExplorer(widgets.VBox):
             "n_normal": int((~labels).sum()),
             "n_anomalous": int(labels.sum()),
             "threshold": threshold,
+            "threshold_label": self.image_slider.label,
             **counts,
             "misses_per_defect": {name: int((missed == name).sum()) for name in names},
             "defect_counts": {name: int((defects == name).sum()) for name in names},

@@ -2,7 +2,9 @@
 
 What a learner does: open the notebook, Run > Run All Cells, focus the image-threshold slider, press
 End (highest threshold) and Home (lowest). The confusion counts the widget shows must follow: at the
-highest threshold nothing is flagged (TP = FP = 0), at the lowest everything is (FN = TN = 0).
+highest threshold nothing is flagged (TP = FP = 0), at the lowest everything is (FN = TN = 0). The
+slider's stops are exact thresholds, so after the F1-max button its readout must be the F1-max
+threshold itself, not a value rounded to a slider step.
 
 Skipped unless /usr/bin/chromium exists (`.ci/browser-setup.sh` installs it) and playwright imports.
 Playwright drives the system Chromium; its own browser download is never used. The screenshot's path
@@ -154,6 +156,21 @@ def _wait_for_counts(page, expected: dict[str, int], what: str) -> dict[str, int
         page.wait_for_timeout(200)
 
 
+def _readout(slider) -> str:
+    return slider.locator(".widget-readout").first.inner_text().strip()
+
+
+def _wait_for_readout(slider, expected: str, what: str) -> str:
+    deadline = time.monotonic() + WIDGET_UPDATE_S
+    while True:
+        shown = _readout(slider)
+        if shown == expected:
+            return shown
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: expected the slider to read {expected!r}, it reads {shown!r}")
+        slider.page.wait_for_timeout(200)
+
+
 def test_explorer_in_jupyterlab(jupyter_lab, tmp_path):
     artifacts = _artifacts(tmp_path)
     with sync_playwright() as playwright:
@@ -190,21 +207,38 @@ def test_explorer_in_jupyterlab(jupyter_lab, tmp_path):
                 _wait_for_counts(page, {"tp": 0, "fp": 0}, "End (highest threshold) flags nothing")
                 high = _counts(page)
                 assert high["tn"] + high["fn"] == n_images
+                assert _readout(slider).startswith(">"), f"End should read '> highest score', not {_readout(slider)!r}"
 
                 handle.press("Home")
                 _wait_for_counts(page, {"fn": 0, "tn": 0}, "Home (lowest threshold) flags everything")
                 assert _counts(page)["tp"] + _counts(page)["fp"] == n_images
 
                 # One step up from the lowest threshold can only flag fewer images, never more.
+                lowest = _readout(slider)
                 handle.press("ArrowRight")
                 page.wait_for_timeout(500)
                 stepped = _counts(page)
                 assert stepped["tp"] + stepped["fp"] <= n_images
                 assert sum(stepped.values()) == n_images
+                assert _readout(slider) != lowest, "ArrowRight should move to the next stop"
+
+                # The F1-max button selects the exact F1-max threshold: the readout is that float,
+                # formatted like every stop (4 significant digits, more only if a neighbour reads alike).
+                page.get_by_role("button", name="F1-max threshold").click()
+                exact = page.locator('[data-metric="threshold_f1"]').first
+                exact_value = float(exact.get_attribute("data-value"))
+                label = exact.inner_text().strip()
+                assert label in {f"{exact_value:.{digits}g}" for digits in (4, 5, 6)}, (label, exact_value)
+                _wait_for_readout(slider, label, "the F1-max button")
+                button = page.get_by_role("button", name="F1-max threshold").first.inner_text()
+                assert f"({label})" in button, (button, label)
 
                 # Back to the honest threshold with the snap button, for the screenshot.
-                page.get_by_role("button", name="normal-image threshold").click()
+                normal_button = page.get_by_role("button", name="normal-image threshold").first
+                normal_button.click()
                 _wait_for_counts(page, before, "the normal-image button restores the counts")
+                normal_label = normal_button.inner_text().rsplit("(", 1)[-1].rstrip(")").strip()
+                _wait_for_readout(slider, normal_label, "the normal-image button")
             finally:
                 shot = artifacts / "threshold_explorer.png"
                 explorer = page.locator(".widget-vbox", has=page.locator("h3", has_text="Threshold explorer")).first

@@ -281,3 +281,11 @@ def test_summarize_without_masks_or_normal_threshold():
     assert summary["image_auroc"] == 1.0
     with pytest.raises(InputError, match="both masks and maps"):
         summarize([0, 1], [0.1, 0.9], ["good", "crack"], masks=HAND_MASK)
+
+
+def test_confusion_at_compares_float32_scores_in_float64():
+    # threshold_from_normal returns the next float64 above a score; on float32 scores NumPy would
+    # round that threshold back down to the score and flag it.
+    scores = np.array([0.1, 0.7], dtype=np.float32)
+    threshold = float(np.nextafter(np.float64(scores[1]), np.inf))
+    assert confusion_at([0, 1], scores, threshold)["tp"] == 0

@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pytest
 
+from simplenet_edu import metrics
 from simplenet_edu.errors import InputError
 from simplenet_edu.evaluation import EvaluationResult
 from simplenet_edu.viz import plot_score_histograms
@@ -50,9 +51,26 @@ def explorer():
     return ThresholdExplorer(make_result())
 
 
-def test_counts_and_rates_at_a_threshold(explorer):
-    explorer.image_slider.value = 0.55  # flags 0.6 (normal), 0.8 and 0.9; misses the 0.5 scratch
+# The image slider's stops, ascending: the six scores, the normal threshold 0.7, and the next float32
+# above the highest score (nothing flagged). Scores are float32, so 0.1 is 0.10000000149...
+TOP = float(np.nextafter(np.float32(0.9), np.float32(np.inf)))
+STOPS = sorted({float(score) for score in SCORES} | {0.7, TOP})
+STOP_LABELS = ["0.1", "0.3", "0.5", "0.6", "0.7", "0.8", "0.9", "> 0.9"]
+
+
+def counts(explorer) -> tuple:
     summary = explorer.summary()
+    return summary["tp"], summary["fp"], summary["tn"], summary["fn"]
+
+
+def first_stop_at_least(slider, value: float) -> float:
+    return next(option for _, option in slider.options if option >= value)
+
+
+def test_counts_and_rates_at_a_threshold(explorer):
+    explorer.image_slider.label = "0.6"  # flags 0.6 (normal), 0.8 and 0.9; misses the 0.5 scratch
+    summary = explorer.summary()
+    assert summary["threshold"] == float(np.float32(0.6)) and summary["threshold_label"] == "0.6"
     assert (summary["tp"], summary["fp"], summary["tn"], summary["fn"]) == (2, 1, 2, 1)
     assert summary["precision"] == pytest.approx(2 / 3)
     assert summary["recall"] == pytest.approx(2 / 3)
@@ -67,54 +85,106 @@ def test_counts_and_rates_at_a_threshold(explorer):
 
 
 def test_moving_the_slider_updates_the_shown_counts(explorer):
-    explorer.image_slider.value = 0.85  # only the 0.9 hole is flagged
+    explorer.image_slider.label = "0.9"  # only the 0.9 hole is flagged
     shown = shown_numbers(explorer)
     assert (shown["tp"], shown["fp"], shown["tn"], shown["fn"]) == (1, 0, 3, 2)
     assert (shown["misses-scratch"], shown["misses-hole"]) == (2, 0)
-    explorer.image_slider.value = 0.2  # everything but the 0.1 normal image
+    explorer.image_slider.value = float(np.float32(0.3))  # everything but the 0.1 normal image
     shown = shown_numbers(explorer)
     assert (shown["tp"], shown["fp"], shown["tn"], shown["fn"]) == (3, 2, 1, 0)
 
 
+def test_image_stops_are_the_scores_and_the_thresholds(explorer):
+    assert [value for _, value in explorer.image_slider.options] == STOPS  # exact floats, ascending
+    assert [label for label, _ in explorer.image_slider.options] == STOP_LABELS
+    # A threshold that is not a stop is refused, not rounded to a neighbour.
+    with pytest.raises(Exception, match="Invalid selection"):
+        explorer.image_slider.value = 0.55
+
+
+def test_each_step_changes_the_decision_for_one_score_level():
+    # Two images share the score 0.5: that step must flip both, the step at 0.7 (no score) none.
+    scores = np.array([0.1, 0.3, 0.5, 0.5, 0.8, 0.9], dtype=np.float32)
+    result = make_result()
+    result.image_scores = scores
+    explorer = ThresholdExplorer(result)
+    flagged = []
+    for index in range(len(explorer.image_slider.options)):
+        explorer.image_slider.index = index  # what one arrow-key press does in the browser
+        summary = explorer.summary()
+        flagged.append(summary["tp"] + summary["fp"])
+    assert flagged == [6, 5, 4, 2, 2, 1, 0]  # stops 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, > 0.9
+    values = [value for _, value in explorer.image_slider.options]
+    for i in range(len(values) - 1):
+        assert flagged[i] - flagged[i + 1] == int((scores.astype(np.float64) == values[i]).sum())
+
+
 def test_slider_ends_flag_everything_and_nothing(explorer):
-    # Scores span [0.1, 0.9] (the normal threshold 0.7 is inside); the slider adds 5% each side.
-    assert explorer.image_slider.min == pytest.approx(0.06)
-    assert explorer.image_slider.max == pytest.approx(0.94)
-    explorer.image_slider.value = explorer.image_slider.max
-    assert {k: explorer.summary()[k] for k in ("tp", "fp", "tn", "fn")} == {"tp": 0, "fp": 0, "tn": 3, "fn": 3}
-    explorer.image_slider.value = explorer.image_slider.min
-    assert {k: explorer.summary()[k] for k in ("tp", "fp", "tn", "fn")} == {"tp": 3, "fp": 3, "tn": 0, "fn": 0}
+    explorer.image_slider.index = len(explorer.image_slider.options) - 1  # End: just above 0.9
+    assert explorer.image_slider.value == TOP and explorer.image_slider.label == "> 0.9"
+    assert counts(explorer) == (0, 0, 3, 3)
+    # Nothing flagged even where NumPy compares the float32 scores in float32.
+    assert metrics.confusion_at(LABELS, SCORES, explorer.image_slider.value)["fp"] == 0
+    explorer.image_slider.index = 0  # Home: the lowest score
+    assert counts(explorer) == (3, 3, 0, 0)
 
 
-def test_snap_buttons(explorer):
-    explorer.image_slider.value = 0.2
+def test_snap_buttons_select_the_exact_thresholds(explorer):
+    explorer.image_slider.label = "0.3"
     explorer.snap_f1_button.click()
     # F1 by threshold: 0.9 -> 1/2, 0.8 -> 4/5, 0.6 -> 2/3, 0.5 -> 6/7 (tp 3, fp 1), 0.3 -> 3/4, 0.1 -> 2/3.
-    assert explorer.image_slider.value == pytest.approx(0.5)
+    assert explorer.image_slider.value == metrics.f1_max(LABELS, SCORES)[1] == float(np.float32(0.5))
+    assert explorer.image_slider.label == "0.5"
     summary = explorer.summary()
     assert summary["f1"] == pytest.approx(6 / 7) and summary["f1_max"] == pytest.approx(6 / 7)
     assert (summary["tp"], summary["fp"], summary["tn"], summary["fn"]) == (3, 1, 2, 0)
-    assert "0.5" in explorer.snap_f1_button.description
+    assert explorer.snap_f1_button.description == "F1-max threshold (0.5)"
+    assert 'data-metric="threshold_f1" data-value="0.5">0.5<' in explorer.rates_html.value  # exact, label
 
     explorer.snap_normal_button.click()
-    assert explorer.image_slider.value == pytest.approx(0.7)
+    assert explorer.image_slider.value == make_result().threshold_normal == 0.7  # float64, not a score
+    assert explorer.image_slider.label == "0.7"
+    assert explorer.snap_normal_button.description == "normal-image threshold (0.7)"
     summary = explorer.summary()
     assert (summary["tp"], summary["fp"], summary["tn"], summary["fn"]) == (2, 0, 3, 1)
     assert summary["misses_per_defect"] == {"hole": 0, "scratch": 1}
+
+
+def test_a_normal_threshold_next_to_a_score_stays_exact():
+    # threshold_from_normal returns the next float64 above a score: in float32 it would round back
+    # to that score and flag it. The explorer keeps it as its own stop and does not flag 0.6.
+    above = float(np.nextafter(np.float64(np.float32(0.6)), np.inf))
+    explorer = ThresholdExplorer(make_result(threshold_normal=above))
+    explorer.snap_normal_button.click()
+    assert explorer.image_slider.value == above and explorer.image_slider.label == "> 0.6"
+    assert counts(explorer) == (2, 0, 3, 1)  # as at 0.7: the 0.6 normal image is not flagged
+    explorer.image_slider.label = "0.6"
+    assert counts(explorer) == (2, 1, 2, 1)
+
+
+def test_threshold_labels_are_short_and_distinct():
+    from simplenet_edu.widgets import _threshold_labels
+
+    assert _threshold_labels([0.1, 0.8615, 2.0]) == ["0.1", "0.8615", "2"]
+    # Neighbours that read alike at 4 digits get more, and only they.
+    assert _threshold_labels([0.5, 0.86151, 0.86153, 0.9]) == ["0.5", "0.86151", "0.86153", "0.9"]
+    assert _threshold_labels([0.3, 0.9, TOP]) == ["0.3", "0.9", "> 0.9"]
 
 
 def test_without_a_normal_threshold_the_button_is_disabled_with_a_note():
     explorer = ThresholdExplorer(make_result(threshold_normal=None))
     assert explorer.snap_normal_button.disabled
     assert "No threshold from normal images" in explorer.normal_note.value
-    explorer.image_slider.value = 0.2
+    assert explorer.image_slider.label == "0.6"  # the lowest stop at or above the median score 0.55
+    assert [label for label, _ in explorer.image_slider.options] == ["0.1", "0.3", "0.5", "0.6", "0.8", "0.9", "> 0.9"]
+    explorer.image_slider.label = "0.3"
     explorer.snap_normal_button.click()
-    assert explorer.image_slider.value == pytest.approx(0.2)
+    assert explorer.image_slider.label == "0.3"
     assert explorer.summary()["threshold_normal"] is None
 
 
 def test_defect_filter_restricts_the_counts(explorer):
-    explorer.image_slider.value = 0.55
+    explorer.image_slider.label = "0.6"
     explorer.defect_filter.value = "scratch"  # normal images 0-2 and scratches 3 (0.5), 4 (0.8)
     summary = explorer.summary()
     assert summary["n_images"] == 5
@@ -129,28 +199,34 @@ def test_defect_filter_restricts_the_counts(explorer):
     assert (summary["tp"], summary["fp"], summary["tn"], summary["fn"]) == (1, 1, 2, 0)
     assert (summary["f1_max"], summary["threshold_f1"]) == (pytest.approx(1.0), pytest.approx(0.9))
     explorer.snap_f1_button.click()
-    assert explorer.image_slider.value == pytest.approx(0.9)
+    subset = np.array([0, 1, 2, 5])
+    assert explorer.image_slider.value == metrics.f1_max(LABELS[subset], SCORES[subset])[1]
+    assert explorer.snap_f1_button.description == "F1-max threshold (0.9)"
 
     explorer.defect_filter.value = "all"
     assert explorer.summary()["shown"] == [0, 5, 3, 1, 4, 2]  # normal, hole, scratch in turn
 
 
 def test_pixel_slider_changes_the_flagged_area(explorer):
-    explorer.pixel_slider.value = 0.7  # only the 2 pixels at 0.9 of each anomalous image
-    summary = explorer.summary()
+    # It starts at the exact pixel threshold from normal images, one of its 202 stops.
+    assert explorer.pixel_slider.value == 0.7 and explorer.pixel_slider.label == "0.7"
+    assert len(explorer.pixel_slider.options) == 202
+    summary = explorer.summary()  # only the 2 pixels at 0.9 of each anomalous image
+    assert summary["pixel_threshold"] == 0.7
     assert summary["flagged_pixels"] == 6
     assert summary["flagged_fraction"] == pytest.approx(6 / 384)
     assert summary["pixel_recall"] == pytest.approx(6 / 12)  # 2 of the 4 mask pixels per image
     assert summary["pixel_fpr"] == pytest.approx(0.0)
     assert shown_numbers(explorer)["pixel_recall"] == pytest.approx(0.5)
 
-    explorer.pixel_slider.value = 0.4  # adds the 4 pixels at 0.5 of every image, all outside the masks
+    # Any stop in (0, 0.5] adds the 4 pixels at 0.5 of every image, all outside the masks.
+    explorer.pixel_slider.value = first_stop_at_least(explorer.pixel_slider, 0.4)
     summary = explorer.summary()
     assert summary["flagged_pixels"] == 6 + 24
     assert summary["pixel_recall"] == pytest.approx(0.5)
     assert summary["pixel_fpr"] == pytest.approx(24 / 372)
 
-    explorer.pixel_slider.value = explorer.pixel_slider.min  # 0.0: every pixel
+    explorer.pixel_slider.index = 0  # 0.0: every pixel
     assert explorer.summary()["flagged_fraction"] == pytest.approx(1.0)
 
     explorer.defect_filter.value = "hole"
@@ -158,12 +234,21 @@ def test_pixel_slider_changes_the_flagged_area(explorer):
     assert explorer.summary()["flagged_pixels"] == 2  # only image 5 of the selection has 0.9 pixels
 
 
+def test_pixel_threshold_from_normal_is_kept_exact_outside_the_range():
+    # Just above the highest map value (0.9 in float32): a stop of its own, and nothing flagged.
+    result = make_result()
+    result.pixel_threshold_normal = TOP
+    explorer = ThresholdExplorer(result)
+    assert explorer.pixel_slider.value == TOP and explorer.pixel_slider.label == "> 0.9"
+    assert explorer.summary()["flagged_pixels"] == 0
+
+
 def test_grid_is_redrawn_when_a_shown_decision_changes(explorer):
-    explorer.image_slider.value = 0.61
+    explorer.image_slider.label = "0.7"
     before = explorer.grid_image.value
-    explorer.image_slider.value = 0.62  # no score in between: the grid stays as it is
+    explorer.image_slider.label = "0.8"  # no score in [0.7, 0.8): the grid stays as it is
     assert explorer.grid_image.value is before
-    explorer.image_slider.value = 0.55  # the 0.6 normal image becomes flagged: its title changes
+    explorer.image_slider.label = "0.6"  # the 0.6 normal image becomes flagged: its title changes
     assert explorer.grid_image.value != before
     assert bytes(explorer.histogram_image.value).startswith(b"\x89PNG")
     assert bytes(explorer.grid_image.value).startswith(b"\xff\xd8")  # JPEG
