@@ -228,7 +228,7 @@ def plot_pr(labels, scores, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.4))
-    precision, recall, thresholds = metrics.pr_points(labels, scores)
+    precision, recall, _ = metrics.pr_points(labels, scores)
     best_f1, best_threshold = metrics.f1_max(labels, scores)
     at_best = metrics.confusion_at(labels, scores, best_threshold)
     ax.plot(recall, precision, drawstyle="steps-post", label="model")
