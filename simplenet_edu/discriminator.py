@@ -18,6 +18,17 @@ import torch
 from torch import nn
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` for ``[N, C]`` features, computed on an ``[N, C, 1]`` view.
+
+    Same statistics, parameters and state dict; PyTorch's CPU kernel is several times faster on the
+    three-dimensional layout (measured in ``benchmarks/``), and this layer sits in every training step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.unsqueeze(-1)).squeeze(-1)
+
+
 class Discriminator(nn.Module):
     """``Linear(D, hidden) - BatchNorm1d - LeakyReLU(0.2) - Linear(hidden, 1, bias=False)``.
 
@@ -29,7 +40,7 @@ class Discriminator(nn.Module):
         super().__init__()
         blocks, width = [], dim
         for _ in range(n_layers - 1):
-            blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2)]
+            blocks += [nn.Linear(width, hidden), BatchNorm1d(hidden), nn.LeakyReLU(0.2)]
             width = hidden
         self.body = nn.Sequential(*blocks)
         self.tail = nn.Linear(width, 1, bias=False)

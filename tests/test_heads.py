@@ -68,3 +68,18 @@ def test_mix_noise_draws_sigmas_from_the_geometric_ladder():
     # Each level is drawn about a third of the time.
     counts = [(sigmas.sub(level).abs() < 1e-6).sum().item() for level in levels]
     assert all(math.isclose(c / 3000, 1 / 3, abs_tol=0.05) for c in counts)
+
+
+def test_discriminator_batchnorm_equals_torchs_on_patch_features():
+    # Our BatchNorm1d computes on an [N, C, 1] view for speed; the numbers and running statistics
+    # must be those of nn.BatchNorm1d on [N, C].
+    from simplenet_edu.discriminator import BatchNorm1d
+
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    ours, reference = BatchNorm1d(12), torch.nn.BatchNorm1d(12)
+    assert torch.allclose(ours(x), reference(x), atol=1e-6)
+    assert torch.allclose(ours.running_mean, reference.running_mean)
+    assert torch.allclose(ours.running_var, reference.running_var)
+    ours.eval(), reference.eval()
+    assert torch.allclose(ours(x), reference(x), atol=1e-6)
+    assert list(ours.state_dict()) == list(reference.state_dict())
