@@ -1,4 +1,4 @@
-"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate`` and ``predict``.
+"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict`` and ``ablate``.
 
 A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints one line,
 ``simplenet-edu: error: <path>: <problem>``, and exits with code 2. No stack trace.
@@ -30,16 +30,24 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="passes over the cached training patches")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    from .variants import CHOICES
+
+    variants = parser.add_argument_group("variants (default: the paper's choice, listed first)")
+    for part, names in CHOICES.items():
+        variants.add_argument(f"--{part.replace('_', '-')}", choices=names, help=" | ".join(names))
+    variants.add_argument("--topk", type=float, help="image score topk: patches (>= 1) or share (< 1); default 10")
 
 
 def build_config(args: argparse.Namespace):
     """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top."""
     from .model import SimpleNetConfig
+    from .variants import CHOICES, check
 
     preset = {"default": SimpleNetConfig, "paper": SimpleNetConfig.paper, "quick": SimpleNetConfig.quick}
     config = preset[args.preset]()
     overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": args.image_size,
-                 "epochs": args.epochs, "seed": args.seed, "device": args.device}
+                 "epochs": args.epochs, "seed": args.seed, "device": args.device, "topk": args.topk}
+    overrides.update({part: getattr(args, part) for part in CHOICES})
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
@@ -48,6 +56,7 @@ def build_config(args: argparse.Namespace):
     for key in ("image_size", "epochs"):
         if getattr(config, key) < 1:
             raise InputError(f"--{key.replace('_', '-')}", "must be a positive integer")
+    check(config)
     return config
 
 
@@ -192,6 +201,30 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from .ablation import all_variants, run_ablation, to_markdown
+
+    if args.seeds < 1:
+        raise InputError("--seeds", "must be a positive integer")
+    config = build_config(args)
+    variants = args.variants.split(",") if args.variants else None
+    rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
+    command = args.command_line
+    header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
+              f"the paper's choices; mean ± std over seeds {rows[0]['seeds']}; backbone {config.backbone}, "
+              f"{config.image_size} px, {config.epochs} epochs. Brackets: change of the mean against the "
+              f"default row.\n\n")
+    output = Path(args.output)
+    _write_atomic(output.with_suffix(".md"), header + to_markdown(rows))
+    _write_atomic(output.with_suffix(".json"), json.dumps(
+        {"command": command, "data": str(args.data), "config": config.to_dict(),
+         "variants": [f"{p}={n}" for p, n in all_variants(config)] if variants is None else variants,
+         "rows": rows}, indent=2) + "\n")
+    print(to_markdown(rows))
+    print(f"table written to {output.with_suffix('.md')} and {output.with_suffix('.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simplenet-edu", description=COMMON_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -223,12 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output-dir", default="predictions")
     predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     predict.set_defaults(func=cmd_predict)
+
+    ablate = sub.add_parser("ablate", help="change one part at a time from the paper default; table of metrics")
+    ablate.add_argument("--data", required=True, help="MVTec-layout folder")
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds per row (from --seed on)")
+    ablate.add_argument("--output", default="ablation", help="writes FILE.md and FILE.json")
+    ablate.add_argument("--variants", help="comma-separated part=choice list (default: every variant)")
+    _add_model_options(ablate)
+    ablate.set_defaults(func=cmd_ablate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "simplenet-edu " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except InputError as error:

@@ -1,0 +1,83 @@
+"""The ablation: one row per variant plus the default, metrics with their spread, a Markdown table,
+and the ``ablate`` command writing both files."""
+
+import json
+
+import pytest
+
+from simplenet_edu import InputError, SimpleNetConfig
+from simplenet_edu.ablation import DEFAULT_ROW, all_variants, run_ablation, to_markdown
+from simplenet_edu.cli import main
+from simplenet_edu.data import make_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), "brick", seed=0, image_size=64,
+                             n_train=6, n_test_good=2, n_test_per_defect=1)
+
+
+def config(**overrides):
+    values = dict(image_size=64, epochs=1, batch_size=128, device="cpu")
+    values.update(overrides)
+    return SimpleNetConfig.quick(**values)
+
+
+@pytest.fixture(scope="module")
+def rows(demo):
+    return run_ablation(demo, 1, config(), variants=["adaptor=identity", ("image_score", "mean")], progress=False)
+
+
+def test_rows_have_the_default_first_and_every_metric(rows):
+    assert [r["variant"] for r in rows] == [DEFAULT_ROW, "adaptor=identity", "image_score=mean"]
+    for row in rows:
+        for key in ("image_auroc", "pixel_auroc", "aupro", "seconds_train"):
+            assert 0.0 <= row[f"{key}_mean"] and row[f"{key}_std"] == 0.0   # one seed: no spread
+        assert row["seeds"] == [0] and len(row["per_seed"]) == 1
+    # The mean image score changes only how images are scored, not the maps: same pixel metrics.
+    assert rows[2]["pixel_auroc_mean"] == rows[0]["pixel_auroc_mean"]
+    assert rows[2]["image_auroc_mean"] != rows[0]["image_auroc_mean"] or rows[0]["image_auroc_mean"] == 1.0
+
+
+def test_default_row_matches_a_plain_fit_and_evaluate(rows, demo):
+    from simplenet_edu import SimpleNet
+    from simplenet_edu.evaluation import evaluate
+
+    result = evaluate(SimpleNet(config()).fit(demo, progress=False), demo, progress=False)
+    assert rows[0]["image_auroc_mean"] == pytest.approx(result.metrics["image_auroc"], abs=1e-6)
+    assert rows[0]["pixel_auroc_mean"] == pytest.approx(result.metrics["pixel_auroc"], abs=1e-4)
+
+
+def test_markdown_renders_one_line_per_row(rows):
+    text = to_markdown(rows)
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("| variant | image AUROC") and len(lines) == 2 + len(rows)
+    assert "| adaptor=identity |" in text and "±" in text
+    assert "(+" in lines[3] or "(-" in lines[3]          # change against the default row
+
+
+def test_all_variants_and_bad_names():
+    names = all_variants(SimpleNetConfig())
+    assert ("generator", "perlin") in names and ("generator", "gaussian") not in names and len(names) == 10
+    with pytest.raises(InputError, match="choose from"):
+        run_ablation(".", 1, config(), variants=["loss=hinge"], progress=False)
+
+
+def test_cli_ablate_writes_markdown_and_json(demo, tmp_path, capsys):
+    out = tmp_path / "table"
+    code = main(["--quiet", "ablate", "--data", str(demo), "--seeds", "1", "--preset", "quick", "--epochs", "1",
+                 "--image-size", "64", "--device", "cpu", "--variants", "loss=bce", "--output", str(out)])
+    assert code == 0
+    table = (tmp_path / "table.md").read_text()
+    payload = json.loads((tmp_path / "table.json").read_text())
+    assert "| loss=bce |" in table and "simplenet-edu --quiet ablate" in table
+    assert [r["variant"] for r in payload["rows"]] == [DEFAULT_ROW, "loss=bce"]
+    assert payload["config"]["epochs"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json", "table.md"]   # no temporary files
+
+
+def test_cli_rejects_an_unknown_variant(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", ".", "--generator", "gan"])
+    assert exit_info.value.code == 2
+    assert "--generator" in capsys.readouterr().err
