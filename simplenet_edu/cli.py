@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,11 +60,16 @@ def build_config(args: argparse.Namespace):
     return config
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, newline: str | None = None) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline=newline) as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _report(model, result) -> dict:
@@ -174,11 +179,11 @@ def cmd_predict(args) -> int:
             os.replace(tmp, out / name)
             anomalous = "" if threshold is None else int(float(score) >= threshold)
             rows.append({"path": path, "score": f"{float(score):.6f}", "anomalous": anomalous, "heatmap": name})
-    with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "score", "anomalous", "heatmap"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(handle.name, out / "scores.csv")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["path", "score", "anomalous", "heatmap"])
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(out / "scores.csv", table.getvalue(), newline="")
     print(f"{len(rows)} images scored; heat maps and scores.csv in {out}")
     if threshold is not None:
         print(f"'anomalous' uses the threshold from held-out normal images: {threshold:.4f}")

@@ -27,12 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import data as data_lib
 from . import variants
 from .backbones import load_backbone
-from .discriminator import TruncatedL1Loss
+from .adapter import FeatureAdaptor, IdentityAdaptor
+from .discriminator import Discriminator, TruncatedL1Loss
 from .errors import InputError
 from .features import FeatureExtractor, LocalAggregation, pool_to_dim, resize_to_grid, unfold_neighbourhoods
 from .localization import anomaly_maps
@@ -58,7 +60,7 @@ class SimpleNetConfig:
     pretrain_embed_dim: int = 384         # each layer pooled to this
     target_embed_dim: int = 384           # patch feature dimension D
     # Anomalous feature generator
-    noise_std: float = 0.15
+    noise_std: float = 0.25
     noise_scale: str = "relative"         # "relative": sigma = noise_std * std of training features
     mix_noise: int = 1
     # Discriminator and loss
@@ -230,6 +232,55 @@ class GridBatches:
             yield self.bank[idx.to(self.bank.device), top:top + c, left:left + c].float()
 
 
+class FoldedScorer:
+    """The trained paper model at inference, with its linear stages folded into one convolution.
+
+    Local aggregation, the adaptor, the discriminator's first linear layer and its BatchNorm (in
+    evaluation mode an affine map) are all linear, and so is their chain: for each backbone layer one
+    3x3 convolution ``[H, C_l, 3, 3]`` and one bias give the discriminator's hidden activations
+    directly. Only the LeakyReLU and the last ``Linear(H, 1)`` remain. Same scores as
+    ``-D(adaptor(aggregate(maps)))`` up to rounding, without the ``[B*h*w, D]`` feature matrix.
+    ``of(model)`` returns ``None`` for the variants that do not fold (conv adaptor or discriminator).
+    """
+
+    def __init__(self, kernels: list[torch.Tensor], bias: torch.Tensor, head: torch.Tensor, slope: float,
+                 padding: int):
+        self.kernels, self.bias, self.head, self.slope, self.padding = kernels, bias, head, slope, padding
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: "SimpleNet") -> "FoldedScorer | None":
+        adaptor, disc = model.adaptor, model.discriminator
+        if not isinstance(adaptor, (FeatureAdaptor, IdentityAdaptor)) or type(disc) is not Discriminator \
+                or len(disc.body) != 3 or disc.training:
+            return None
+        linear, norm, act = disc.body
+        dim = model.config.target_embed_dim
+        if isinstance(adaptor, FeatureAdaptor):
+            a_weight, a_bias = adaptor.linear.weight.double(), adaptor.linear.bias.double()
+        else:
+            a_weight = torch.eye(dim, dtype=torch.float64, device=model.device)
+            a_bias = torch.zeros(dim, dtype=torch.float64, device=model.device)
+        scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).double()
+        weight = scale[:, None] * (linear.weight.double() @ a_weight)                          # [H, D]
+        bias = scale * (linear.weight.double() @ a_bias + linear.bias.double()
+                        - norm.running_mean.double()) + norm.bias.double()                     # [H]
+        aggregation = model.extractor.aggregation
+        kernels = [(weight @ k.to(weight).flatten(1)).float().view(len(weight), *k.shape[1:])
+                   for k in aggregation.kernels(model.extractor.backbone.channels)]
+        return cls(kernels, bias.float(), disc.tail.weight.float()[0], act.negative_slope,
+                   (aggregation.patch_size - 1) // 2)
+
+    def __call__(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Backbone maps ``[[B, C_l, h_l, w_l], ...]`` -> patch anomaly scores ``[B, h, w]``."""
+        grid = tuple(maps[0].shape[-2:])
+        hidden = self.bias.view(1, -1, 1, 1).to(maps[0])
+        for fmap, kernel in zip(maps, self.kernels):
+            hidden = hidden + resize_to_grid(F.conv2d(fmap, kernel.to(fmap), padding=self.padding), grid)
+        hidden = F.leaky_relu(hidden, self.slope)                                              # [B, H, h, w]
+        return -torch.einsum("bhyx,h->byx", hidden, self.head.to(hidden)).float()
+
+
 class SimpleNet(torch.nn.Module):
     """SimpleNet with a scikit-learn-like interface.
 
@@ -387,11 +438,15 @@ class SimpleNet(torch.nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def patch_scores(self, images: torch.Tensor) -> torch.Tensor:
-        """Anomaly score of every patch: ``[B, 3, H, W] -> [B, h, w]`` (``-D(adaptor(feature))``)."""
+    def patch_scores(self, images: torch.Tensor, folded: "FoldedScorer | None" = None) -> torch.Tensor:
+        """Anomaly score of every patch: ``[B, 3, H, W] -> [B, h, w]`` (``-D(adaptor(feature))``).
+
+        ``folded``: a :class:`FoldedScorer` of this trained model, the same numbers faster."""
         use_amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             images = images.to(self.device)
+            if folded is not None:
+                return folded(self.extractor.backbone(images))
             features, grid = layer_features(self.extractor, images) if self.adaptor.reads_layers \
                 else self.extractor(images)
             return self.feature_scores(features, grid)
@@ -423,10 +478,11 @@ class SimpleNet(torch.nn.Module):
         if self.sigma is None:
             raise InputError("model", "is not trained yet: call fit() first")
         self.eval()
+        folded = FoldedScorer.of(self)
         all_scores, all_maps = [], []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
-            grid = self.patch_scores(batch)
+            grid = self.patch_scores(batch, folded)
             all_scores.append(self.image_score(grid.flatten(1)).cpu())
             all_maps.append(anomaly_maps(grid, tuple(batch.shape[-2:]), self.config.smoothing_sigma).cpu())
         return torch.cat(all_scores), torch.cat(all_maps)

@@ -102,3 +102,16 @@ def test_pipeline_on_hazelnut_toy(hazelnut_root):
     assert len(result) == 23 and int(result.labels.sum()) == 17
     assert result.metrics["image_auroc"] > 0.9
     assert result.metrics["pixel_auroc"] > 0.85
+
+
+@pytest.mark.parametrize("adaptor", ["linear", "identity"])
+def test_folded_inference_gives_the_unfolded_scores(images, adaptor):
+    # Aggregation, adaptor, first linear layer and BatchNorm (evaluation mode) are one affine map:
+    # predict folds them into one convolution per layer; the scores must not change.
+    from simplenet_edu.model import FoldedScorer
+
+    model = SimpleNet(tiny_config(adaptor=adaptor)).fit(images, progress=False)
+    folded = FoldedScorer.of(model)
+    assert folded is not None and len(folded.kernels) == 2
+    assert torch.allclose(model.patch_scores(images, folded), model.patch_scores(images), atol=1e-4)
+    assert FoldedScorer.of(SimpleNet(tiny_config(discriminator="conv"))) is None
