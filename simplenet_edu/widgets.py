@@ -210,17 +210,21 @@ class ThresholdExplorer(widgets.VBox):
         scores, maps, labels = self._scores, self._maps, self._labels
         # The image slider's stops: every distinct score (each step flips one score level), the
         # F1-max threshold of every defect selection (a score too, kept in case), the threshold from
-        # normal images, and the next value above the highest score in the scores' own dtype, so that
-        # "nothing flagged" holds whether the scores are compared in float32 or float64.
-        top = np.nextafter(self._score_dtype.type(scores.max()), self._score_dtype.type(np.inf))
-        stops = [*np.unique(scores).tolist(), float(top)]
+        # normal images, and the next value above all of these in the scores' own dtype, so that the
+        # last stop flags nothing whether the scores are compared in float32 or float64. (The normal
+        # threshold can lie above every test score.)
+        stops = np.unique(scores).tolist()
         for name in set(self._defect_types[labels].tolist()):
             stops.append(metrics.f1_max(labels[~labels | (self._defect_types == name)],
                                         scores[~labels | (self._defect_types == name)])[1])
         stops.append(metrics.f1_max(labels, scores)[1])
         if self.threshold_normal is not None:
             stops.append(self.threshold_normal)
+        top = np.nextafter(self._score_dtype.type(max(stops)), self._score_dtype.type(np.inf))
+        stops.append(float(max(top, np.nextafter(max(stops), np.inf))))
         options = _selection_options(stops)
+        # The last stop flags nothing: say so, whatever digits its neighbour needs.
+        options = (*options[:-1], (f"> {options[-2][0].lstrip('> ')}", options[-1][1]))
         self._image_labels = {value: label for label, value in options}
         if self.threshold_normal is not None:
             start = self.threshold_normal

@@ -295,3 +295,14 @@ def test_plot_score_histograms_counts():
     import matplotlib.pyplot as plt
 
     plt.close(artists["ax"].figure)
+
+
+def test_last_stop_lies_above_a_normal_threshold_higher_than_every_score():
+    # The threshold from held-out normal images can exceed every test score; the slider's last stop
+    # must still be the "nothing flagged" one, above it, labelled "> ...".
+    explorer = ThresholdExplorer(make_result(threshold_normal=1e3))
+    options = [value for _, value in explorer.image_slider.options]
+    assert options[-1] > 1e3 and options[-2] == 1e3
+    assert explorer.image_slider.options[-1][0].startswith(">")
+    explorer.image_slider.index = len(options) - 1
+    assert explorer.summary()["tp"] == 0 and explorer.summary()["fp"] == 0
