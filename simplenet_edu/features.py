@@ -86,15 +86,20 @@ class LocalAggregation(nn.Module):
         self.patch_size = patch_size
         self._kernels: dict[tuple, list[torch.Tensor]] = {}
 
-    def forward_steps(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The official recipe, step by step: ``[[B, C_l, h_l, w_l], ...]`` -> ``([B, H * W, D], (H, W))``."""
+    def pooled_layers(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Steps 1-3 of the official recipe: ``[[B, C_l, h_l, w_l], ...]`` -> ``([B*H*W, L*Dp], (H, W))``,
+        each layer's neighbourhoods pooled to ``Dp``, the layers side by side."""
         grid = tuple(feature_maps[0].shape[-2:])
         per_layer = []
         for fmap in feature_maps:
             patches = resize_to_grid(unfold_neighbourhoods(fmap, self.patch_size), grid)  # [B, C*9, H, W]
             vectors = patches.flatten(2).transpose(1, 2).flatten(0, 1)                    # [B*H*W, C*9]
             per_layer.append(pool_to_dim(vectors, self.pretrain_embed_dim))
-        stacked = torch.cat(per_layer, dim=1)                                             # [B*H*W, L*Dp]
+        return torch.cat(per_layer, dim=1), grid                                           # [B*H*W, L*Dp]
+
+    def forward_steps(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The official recipe, step by step: ``[[B, C_l, h_l, w_l], ...]`` -> ``([B, H * W, D], (H, W))``."""
+        stacked, grid = self.pooled_layers(feature_maps)
         features = pool_to_dim(stacked, self.target_embed_dim)                             # [B*H*W, D]
         batch = feature_maps[0].shape[0]
         return features.reshape(batch, grid[0] * grid[1], self.target_embed_dim), grid

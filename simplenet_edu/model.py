@@ -36,7 +36,7 @@ from .backbones import load_backbone
 from .adapter import FeatureAdaptor, IdentityAdaptor
 from .discriminator import Discriminator, TruncatedL1Loss
 from .errors import InputError
-from .features import FeatureExtractor, LocalAggregation, pool_to_dim, resize_to_grid, unfold_neighbourhoods
+from .features import FeatureExtractor, LocalAggregation, pool_to_dim, resize_to_grid
 from .localization import anomaly_maps
 from .noise import noise_sigma
 
@@ -179,14 +179,8 @@ def layer_features(extractor: FeatureExtractor, images: torch.Tensor) -> tuple[t
 
     What the ``conv`` adaptor reads; :func:`aggregate` finishes the paper's aggregation from it.
     """
-    maps, agg = extractor.backbone(images), extractor.aggregation
-    grid = tuple(maps[0].shape[-2:])
-    per_layer = [
-        pool_to_dim(resize_to_grid(unfold_neighbourhoods(m, agg.patch_size), grid).flatten(2).transpose(1, 2)
-                    .flatten(0, 1), agg.pretrain_embed_dim)
-        for m in maps
-    ]
-    return torch.cat(per_layer, dim=1).view(len(images), grid[0] * grid[1], -1), grid
+    stacked, grid = extractor.aggregation.pooled_layers(extractor.backbone(images))
+    return stacked.view(len(images), grid[0] * grid[1], -1), grid
 
 
 def aggregate(layers: torch.Tensor, dim: int) -> torch.Tensor:
