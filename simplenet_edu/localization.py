@@ -3,11 +3,14 @@
 The discriminator scores each cell of the stride-8 patch grid. To compare with a pixel mask, the
 official code upsamples that small score map bilinearly to the image size and smooths it with a
 Gaussian of ``sigma = 4`` pixels. Only the one-channel score map is upsampled, never the feature map
-(the official code upsamples all features first, then throws them away: wasted time).
+(the official code upsamples all features first, then throws them away: wasted time). Both steps are
+linear and act on rows and columns separately, so :func:`anomaly_maps` applies them as two small
+matrix products.
 """
 
 from __future__ import annotations
 
+import functools
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +44,28 @@ def gaussian_smooth(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
     return x.squeeze(1)
 
 
+@functools.lru_cache(maxsize=32)
+def axis_operator(n_in: int, n_out: int, sigma: float) -> torch.Tensor:
+    """``[n_out, n_in]``: linear upsampling of one axis followed by 1-D Gaussian smoothing, as a matrix.
+
+    Bilinear upsampling and Gaussian smoothing both act on rows and columns separately, and both are
+    linear, so the whole map step is ``rows @ patch_scores @ cols.T``: two small matrix products
+    instead of an upsampled image convolved twice (about ten times faster, same numbers).
+    """
+    eye = torch.eye(n_in, dtype=torch.float64).unsqueeze(1)                               # [n_in, 1, n_in]
+    columns = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)          # [n_in, 1, n_out]
+    if sigma > 0:
+        kernel = gaussian_kernel1d(sigma).double()
+        radius = (len(kernel) - 1) // 2
+        columns = F.conv1d(_reflect_pad(columns, radius, 2), kernel.view(1, 1, -1))
+    return columns.squeeze(1).T.contiguous()
+
+
 def anomaly_maps(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = 4.0) -> torch.Tensor:
-    """``[B, h, w]`` patch scores -> ``[B, H, W]`` pixel anomaly maps (bilinear, then Gaussian)."""
-    upsampled = F.interpolate(patch_scores.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
-    return gaussian_smooth(upsampled.squeeze(1), sigma)
+    """``[B, h, w]`` patch scores -> ``[B, H, W]`` pixel anomaly maps: bilinear upsampling to
+    ``size = (H, W)``, then Gaussian smoothing (``sigma`` pixels), computed as :func:`axis_operator`
+    products. Equal to ``gaussian_smooth(F.interpolate(...), sigma)``."""
+    h, w = patch_scores.shape[-2:]
+    rows = axis_operator(h, size[0], float(sigma)).to(patch_scores.device, patch_scores.dtype)
+    cols = axis_operator(w, size[1], float(sigma)).to(patch_scores.device, patch_scores.dtype)
+    return rows @ patch_scores @ cols.T

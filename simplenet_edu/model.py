@@ -251,18 +251,17 @@ class FoldedScorer:
         linear, norm, act = disc.body
         dim = model.config.target_embed_dim
         if isinstance(adaptor, FeatureAdaptor):
-            a_weight, a_bias = adaptor.linear.weight.double(), adaptor.linear.bias.double()
+            a_weight, a_bias = adaptor.linear.weight, adaptor.linear.bias
         else:
-            a_weight = torch.eye(dim, dtype=torch.float64, device=model.device)
-            a_bias = torch.zeros(dim, dtype=torch.float64, device=model.device)
-        scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).double()
-        weight = scale[:, None] * (linear.weight.double() @ a_weight)                          # [H, D]
-        bias = scale * (linear.weight.double() @ a_bias + linear.bias.double()
-                        - norm.running_mean.double()) + norm.bias.double()                     # [H]
+            a_weight = torch.eye(dim, device=model.device)
+            a_bias = torch.zeros(dim, device=model.device)
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)                        # BatchNorm, eval
+        weight = scale[:, None] * (linear.weight @ a_weight)                                   # [H, D]
+        bias = scale * (linear.weight @ a_bias + linear.bias - norm.running_mean) + norm.bias  # [H]
         aggregation = model.extractor.aggregation
-        kernels = [(weight @ k.to(weight).flatten(1)).float().view(len(weight), *k.shape[1:])
+        kernels = [(weight @ k.to(weight).flatten(1)).view(len(weight), *k.shape[1:])
                    for k in aggregation.kernels(model.extractor.backbone.channels)]
-        return cls(kernels, bias.float(), disc.tail.weight.float()[0], act.negative_slope,
+        return cls(kernels, bias, disc.tail.weight[0], act.negative_slope,
                    (aggregation.patch_size - 1) // 2)
 
     def __call__(self, maps: list[torch.Tensor]) -> torch.Tensor:

@@ -37,3 +37,14 @@ def test_anomaly_map_peak_stays_where_the_patch_is():
     row, col = divmod(amap.argmax().item(), 64)
     # Patch (2, 5) covers pixels 16..23 x 40..47 of the 64 x 64 image.
     assert 16 <= row <= 23 and 40 <= col <= 47
+
+
+@pytest.mark.parametrize("grid, size", [((8, 8), (64, 64)), ((5, 7), (40, 56)), ((32, 32), (256, 256))])
+def test_matrix_form_equals_upsampling_then_smoothing(grid, size):
+    # anomaly_maps uses two matrix products; the definition is bilinear upsampling, then a Gaussian.
+    import torch.nn.functional as F
+
+    scores = torch.randn(2, *grid, generator=torch.Generator().manual_seed(0))
+    upsampled = F.interpolate(scores.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+    assert torch.allclose(anomaly_maps(scores, size, 4.0), gaussian_smooth(upsampled, 4.0), atol=1e-5)
+    assert torch.allclose(anomaly_maps(scores, size, 0.0), upsampled, atol=1e-5)
