@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -41,7 +42,12 @@ def plot_examples(result, n: int = 6, vmin: float | None = None, vmax: float | N
     """
     import matplotlib.pyplot as plt
 
-    anomalous = [i for i, label in enumerate(result.labels) if label == 1]
+    # Anomalous images one defect type after another, so every type shows up in a small figure.
+    by_type: dict[str, list[int]] = {}
+    for i, label in enumerate(result.labels):
+        if label == 1:
+            by_type.setdefault(result.defect_types[i], []).append(i)
+    anomalous = [i for group in itertools.zip_longest(*by_type.values()) for i in group if i is not None]
     normal = [i for i, label in enumerate(result.labels) if label == 0]
     order = [i for pair in zip(anomalous, normal) for i in pair] + anomalous[len(normal):] + normal[len(anomalous):]
     chosen = order[:n]
