@@ -25,7 +25,6 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.error import URLError
 
 import timm
 import torch

@@ -152,7 +152,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
     import torch
     from PIL import Image
 

@@ -28,10 +28,10 @@ import math
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -296,21 +296,18 @@ def stack(dataset: Dataset, progress: bool = True) -> dict:
     return stacked
 
 
-def split_holdout(
-    paths: list[str | Path], fraction: float = 0.1, seed: int = 0
-) -> tuple[list[Path], list[Path]]:
-    """Hold out a random `fraction` of `paths` (at least one when there are two or more).
-
-    Returns ``(train_paths, holdout_paths)``, both in the order of `paths`; the same seed gives the
-    same split.
+def split_holdout(items: Sequence, fraction: float = 0.1, seed: int = 0) -> tuple[list, list]:
+    """Hold out a random `fraction` of `items` (paths, indices...; at least one when there are two or
+    more, never all). Returns ``(train, holdout)``, both in the order of `items`; the same seed gives
+    the same split. ``SimpleNet.fit`` uses it to keep normal images aside for the normal threshold.
     """
     if not 0 < fraction < 1:
         raise InputError("fraction", f"must be between 0 and 1 (exclusive), got {fraction}")
-    paths = [Path(path) for path in paths]
-    n_holdout = min(max(1, round(fraction * len(paths))), len(paths) - 1) if len(paths) >= 2 else 0
-    chosen = set(np.random.default_rng(seed).permutation(len(paths))[:n_holdout].tolist())
-    train = [path for i, path in enumerate(paths) if i not in chosen]
-    holdout = [path for i, path in enumerate(paths) if i in chosen]
+    items = list(items)
+    n_holdout = min(max(1, round(fraction * len(items))), len(items) - 1) if len(items) >= 2 else 0
+    chosen = set(np.random.default_rng(seed).permutation(len(items))[:n_holdout].tolist())
+    train = [item for i, item in enumerate(items) if i not in chosen]
+    holdout = [item for i, item in enumerate(items) if i in chosen]
     return train, holdout
 
 

@@ -341,7 +341,6 @@ class SimpleNet(torch.nn.Module):
         ``Dataset`` of dicts with ``"image"``, or a tensor ``[N, 3, H, W]`` in ``[0, 1]``.
         ``config.holdout_fraction`` of the images is held out (by seed) to set ``threshold_normal``.
         """
-        cfg = self.config
         images = self._training_images(data)
         train_images, holdout_images = self._split_holdout(images)
         self.n_train, self.n_holdout = len(train_images), 0 if holdout_images is None else len(holdout_images)
@@ -422,12 +421,11 @@ class SimpleNet(torch.nn.Module):
         return torch.stack([item["image"] for item in data])
 
     def _split_holdout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        n_hold = int(round(len(images) * self.config.holdout_fraction))
+        """``config.holdout_fraction`` of the images, chosen by seed, kept aside for the normal threshold."""
         if self.config.holdout_fraction <= 0 or len(images) < 2:
             return images, None
-        n_hold = min(max(n_hold, 1), len(images) - 1)
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.config.seed))
-        return images[order[n_hold:]], images[order[:n_hold]]
+        train, holdout = data_lib.split_holdout(range(len(images)), self.config.holdout_fraction, self.config.seed)
+        return images[train], images[holdout]
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

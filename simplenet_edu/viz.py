@@ -150,6 +150,17 @@ def _draw_contour(ax, mask, colour: str = "red") -> None:
         ax.contour(mask, levels=[0.5], colors=colour, linewidths=1.2)
 
 
+def _image_grid(n: int, ncols: int, size: float):
+    """A figure of ``ceil(n / ncols)`` rows of blank panels; returns it and its first ``n`` axes."""
+    import matplotlib.pyplot as plt
+
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
 def plot_images(images, masks=None, titles=None, ncols: int = 6, size: float = 2.0):
     """A grid of images, each with its ground-truth defect outlined in red.
 
@@ -159,15 +170,9 @@ def plot_images(images, masks=None, titles=None, ncols: int = 6, size: float = 2
 
     Returns the figure.
     """
-    import matplotlib.pyplot as plt
 
-    n = len(images)
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index >= n:
-            continue
+    fig, axes = _image_grid(len(images), ncols, size)
+    for index, ax in enumerate(axes):
         ax.imshow(_display_image(images[index]))
         if masks is not None:
             _draw_contour(ax, masks[index])
@@ -188,18 +193,12 @@ def plot_heatmaps(images, maps, masks=None, titles=None, vmin: float | None = No
 
     Returns the figure.
     """
-    import matplotlib.pyplot as plt
 
     maps = np.asarray(maps)
     vmin = float(maps.min()) if vmin is None else vmin
     vmax = float(maps.max()) if vmax is None else vmax
-    n = len(maps)
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index >= n:
-            continue
+    fig, axes = _image_grid(len(maps), ncols, size)
+    for index, ax in enumerate(axes):
         ax.imshow(heatmap_overlay(_display_image(images[index]), maps[index], vmin=vmin, vmax=vmax))
         if masks is not None:
             _draw_contour(ax, masks[index], colour="white")

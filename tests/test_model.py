@@ -1,7 +1,6 @@
 """The whole model: training runs and falls, same seed gives same scores, save/load round trip,
 and the pipeline on the demo set (and on hazelnut_toy where it exists)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
-from simplenet_edu.adapter import ConvAdaptor, FeatureAdaptor, IdentityAdaptor
+from simplenet_edu.adapter import ConvAdaptor, IdentityAdaptor
 from simplenet_edu.discriminator import BCELoss, ConvDiscriminator, Discriminator, TruncatedL1Loss
 from simplenet_edu.model import GridBatches, PatchBatches, aggregate, layer_features, train_step
 from simplenet_edu.noise import AdversarialNoise, GaussianNoise, LearnedNoise, MixupNoise, PerlinNoise, perlin_noise
