@@ -27,7 +27,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
     group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
     group.add_argument("--image-size", type=int, help="resize images to N x N pixels")
-    group.add_argument("--epochs", type=int, help="passes over the cached training patches")
+    group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
+    group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     from .variants import CHOICES
@@ -46,15 +47,15 @@ def build_config(args: argparse.Namespace):
     preset = {"default": SimpleNetConfig, "paper": SimpleNetConfig.paper, "quick": SimpleNetConfig.quick}
     config = preset[args.preset]()
     overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": args.image_size,
-                 "epochs": args.epochs, "seed": args.seed, "device": args.device, "topk": args.topk}
+                 "steps": args.steps, "epochs": args.epochs, "seed": args.seed, "device": args.device, "topk": args.topk}
     overrides.update({part: getattr(args, part) for part in CHOICES})
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
     if args.image_size is not None and config.crop_size is not None and config.crop_size > args.image_size:
         config.crop_size = None
-    for key in ("image_size", "epochs"):
-        if getattr(config, key) < 1:
+    for key in ("image_size", "steps", "epochs"):
+        if getattr(config, key) is not None and getattr(config, key) < 1:
             raise InputError(f"--{key.replace('_', '-')}", "must be a positive integer")
     check(config)
     return config
@@ -205,6 +206,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _budget(config) -> str:
+    return f"{config.steps} steps" if config.epochs is None else f"{config.epochs} passes"
+
+
 def cmd_ablate(args) -> int:
     from .ablation import all_variants, run_ablation, to_markdown
 
@@ -216,7 +221,7 @@ def cmd_ablate(args) -> int:
     command = args.command_line
     header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
               f"the paper's choices; mean ± std over seeds {rows[0]['seeds']}; backbone {config.backbone}, "
-              f"{config.image_size} px, {config.epochs} epochs. Brackets: change of the mean against the "
+              f"{config.image_size} px, {_budget(config)}. Brackets: change of the mean against the "
               f"default row.\n\n")
     output = Path(args.output)
     _write_atomic(output.with_suffix(".md"), header + to_markdown(rows))

@@ -67,11 +67,13 @@ class SimpleNetConfig:
     dsc_hidden: int = 384
     dsc_layers: int = 2
     dsc_margin: float = 0.5
-    # Training
-    epochs: int = 6                       # passes over all cached training patches
+    # Training: a budget of optimiser steps, the same for 30 training images or 700
+    steps: int = 300                      # optimiser steps (the default budget)
+    epochs: int | None = None             # if set: this many passes over all cached patches instead
     batch_size: int = 512                 # patch features per optimisation step
     lr_adaptor: float = 5e-4              # AdamW, weight decay 0.01 (paper: 1e-4)
     lr_discriminator: float = 1e-3        # Adam, weight decay 1e-5 (paper: 2e-4)
+    lr_schedule: str = "constant"         # constant | cosine (decay to 0 over the run)
     # Scoring
     smoothing_sigma: float = 4.0
     holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
@@ -109,7 +111,7 @@ class SimpleNetConfig:
         """Seconds on a CPU: 128 px images (a 16 x 16 patch grid, 4x fewer patches than the default),
         16 passes in batches of 256, about as many optimisation steps as the default takes. For CI and
         first experiments; too coarse for small defects."""
-        values = dict(image_size=128, epochs=16, batch_size=256)
+        values = dict(image_size=128, steps=300, batch_size=256)
         values.update(overrides)
         return cls(**values)
 
@@ -188,12 +190,46 @@ def aggregate(layers: torch.Tensor, dim: int) -> torch.Tensor:
     return pool_to_dim(layers.reshape(-1, layers.shape[-1]), dim).view(*layers.shape[:-1], dim)
 
 
+def training_steps(config: SimpleNetConfig, steps_per_pass: int) -> int:
+    """The run's length in optimiser steps: ``config.steps``, or ``config.epochs`` whole passes of
+    ``steps_per_pass`` steps when the budget is given in passes (the paper's schedule)."""
+    return config.steps if config.epochs is None else config.epochs * steps_per_pass
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int):
+    """The learning rate over the run: ``constant``, or ``cosine`` (half a cosine from the set rate
+    down to zero at ``total_steps``). Call ``.step()`` after every optimiser step."""
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    raise InputError("lr_schedule", f"must be 'constant' or 'cosine', got {kind!r}")
+
+
+def endless(batches, total: int):
+    """``total`` mini-batches from ``batches``, passing over it again (freshly shuffled) as often as
+    needed: the budget is counted in steps, not passes."""
+    count = 0
+    while count < total:
+        for batch in batches:
+            yield batch
+            count += 1
+            if count == total:
+                return
+
+
 class PatchBatches:
     """Mini-batches of ``batch_size`` patch features drawn at random from all cached images: ``[n, D]``
     (the paper)."""
 
     def __init__(self, bank: torch.Tensor, batch_size: int, generator: torch.Generator):
         self.bank, self.batch_size, self.generator = bank.flatten(0, 1), batch_size, generator
+
+    def __len__(self) -> int:
+        """Mini-batches in one pass (a last batch of one patch is dropped: BatchNorm needs two)."""
+        full, rest = divmod(len(self.bank), self.batch_size)
+        return full + (rest > 1)
 
     def __iter__(self):
         order = torch.randperm(len(self.bank), generator=self.generator).to(self.bank.device)
@@ -215,6 +251,9 @@ class GridBatches:
         self.images = max(2, min(n, batch_size // (h * w)))
         self.side = max(2, min(h, w, math.isqrt(max(1, batch_size // self.images))))
         self.steps = max(1, math.ceil(n * h * w / (self.images * self.side ** 2)))
+
+    def __len__(self) -> int:
+        return self.steps
 
     def __iter__(self):
         n, h, w = self.bank.shape[:3]
@@ -280,7 +319,7 @@ class SimpleNet(torch.nn.Module):
     >>> model = SimpleNet(SimpleNetConfig.quick()).fit("data/demo/brick")   # doctest: +SKIP
     >>> scores, maps = model.predict(images)                                 # doctest: +SKIP
 
-    After ``fit``: ``history`` (per-epoch training curves), ``feature_std``, ``sigma`` (the absolute
+    After ``fit``: ``history`` (training curves: about twenty rows over the run, each with its ``step``), ``feature_std``, ``sigma`` (the absolute
     noise scale used), ``threshold_normal`` (image threshold from held-out normal images),
     ``pixel_threshold_normal`` and ``timings``.
     """
@@ -384,6 +423,7 @@ class SimpleNet(torch.nn.Module):
         return self
 
     def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool) -> None:
+        """``config.steps`` optimiser steps (or ``config.epochs`` passes) over the cached ``bank``."""
         cfg = self.config
         optimizers = make_optimizers(cfg, self.adaptor, self.discriminator, self.generator)
         loss_fn = variants.make_loss(cfg)
@@ -391,15 +431,24 @@ class SimpleNet(torch.nn.Module):
         needs_grid = self.generator.needs_grid or self.discriminator.needs_grid
         batches = GridBatches(bank, grid, cfg.batch_size, shuffle) if needs_grid \
             else PatchBatches(bank, cfg.batch_size, shuffle)
+        total = training_steps(cfg, len(batches))
+        schedulers = [make_schedule(opt, cfg.lr_schedule, total) for opt in optimizers]
+        # About twenty rows of history, or one per pass when the budget is given in passes.
+        every = len(batches) if cfg.epochs is not None else max(1, math.ceil(total / 20))
         self.train()
-        self.history = []
-        bar = tqdm(range(cfg.epochs), desc="train", disable=not progress)
-        for epoch in bar:
-            steps = [train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn)
-                     for batch in batches]
-            record = {key: float(np.mean([s[key] for s in steps])) for key in steps[0]}
-            self.history.append({"epoch": epoch + 1, **record})
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
+        self.history, window = [], []
+        bar = tqdm(total=total, desc="train steps", disable=not progress)
+        for step, batch in enumerate(endless(batches, total), start=1):
+            window.append(train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn))
+            for schedule in schedulers:
+                schedule.step()
+            if step % every == 0 or step == total:
+                record = {key: float(np.mean([s[key] for s in window])) for key in window[0]}
+                self.history.append({"step": step, "epoch": step / len(batches), **record})
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                window = []
+            bar.update()
+        bar.close()
         self.eval()
 
     def _training_images(self, data) -> torch.Tensor:

@@ -408,19 +408,19 @@ def plot_training_history(history: list[dict], margin: float = 0.5):
     against the margins; the share of features already past their margin. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
+    steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    axes[0].plot(epochs, [h["loss"] for h in history], marker="o")
-    axes[0].set(xlabel="epoch", ylabel="truncated L1 loss", title="loss")
-    axes[1].plot(epochs, [h["d_normal"] for h in history], marker="o", label="mean D(normal)")
-    axes[1].plot(epochs, [h["d_fake"] for h in history], marker="o", label="mean D(noised)")
+    axes[0].plot(steps, [h["loss"] for h in history], marker=".")
+    axes[0].set(xlabel="optimiser step", ylabel="truncated L1 loss", title="loss")
+    axes[1].plot(steps, [h["d_normal"] for h in history], marker=".", label="mean D(normal)")
+    axes[1].plot(steps, [h["d_fake"] for h in history], marker=".", label="mean D(noised)")
     axes[1].axhline(margin, color="tab:blue", linestyle=":", linewidth=1)
     axes[1].axhline(-margin, color="tab:orange", linestyle=":", linewidth=1)
-    axes[1].set(xlabel="epoch", ylabel="score", title="scores (dotted: the margins)")
+    axes[1].set(xlabel="optimiser step", ylabel="score", title="scores (dotted: the margins)")
     axes[1].legend(fontsize=8)
-    axes[2].plot(epochs, [h["p_normal"] for h in history], marker="o", label="normal with D >= m")
-    axes[2].plot(epochs, [h["p_fake"] for h in history], marker="o", label="noised with D <= -m")
-    axes[2].set(xlabel="epoch", ylabel="share of features", title="past the margin", ylim=(-0.02, 1.02))
+    axes[2].plot(steps, [h["p_normal"] for h in history], marker=".", label="normal with D >= m")
+    axes[2].plot(steps, [h["p_fake"] for h in history], marker=".", label="noised with D <= -m")
+    axes[2].set(xlabel="optimiser step", ylabel="share of features", title="past the margin", ylim=(-0.02, 1.02))
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
