@@ -1,0 +1,50 @@
+"""Images in, tensors out: the MVTec AD folder layout, the up-front check, a demo data set, the download.
+
+SimpleNet learns from normal images only, so a data set is a folder of normal training images and a
+test folder in which some images carry defects. This package reads the MVTec AD layout::
+
+    <root>/train/good/*.png                   normal images for training
+    <root>/test/good/*.png                    normal images for testing
+    <root>/test/<defect>/*.png                anomalous images, one folder per defect type
+    <root>/ground_truth/<defect>/<stem>_mask.png   pixel masks of the anomalous images (optional)
+
+Images come out as float32 tensors in [0, 1], NOT normalised: each backbone applies the mean and
+standard deviation it was trained with. Any PIL image mode is turned into 8-bit RGB first.
+
+One concern per module, all importable from here (``from simplenet_edu.data import MVTecDataset``):
+
+- ``images``: reading one image file and resizing it to the model's input;
+- ``folders``: the layout, the train and test splits as data sets, the hold-out split;
+- ``checks``: :func:`check_dataset`, one pass over a whole folder before any model work, that
+  reports every problem it finds;
+- ``demo``: :func:`make_demo_dataset` paints a set offline, in a second, from scikit-image's
+  texture photographs;
+- ``download``: :func:`download_mvtec` fetches the real MVTec AD archive (needs internet, about 5 GB).
+"""
+
+from .atomic import _move_into_place, _temp_name
+from .demo import (
+    _PAINTERS,
+    DEMO_CATEGORIES,
+    DEMO_DEFECTS,
+    _normal_crop,
+    _paint_defect,
+    _texture,
+    make_demo_dataset,
+)
+from .download import MVTEC_CATEGORIES, MVTEC_PAGE, MVTEC_SHA256, MVTEC_URL, download_mvtec
+from .folders import (
+    ImageFolderDataset,
+    MVTecDataset,
+    check_mvtec_folder,
+    list_images,
+    split_holdout,
+    stack,
+)
+from .images import IMAGE_EXTENSIONS, _image_tensor, _mask_tensor, _read, _to_rgb, load_image
+
+__all__ = [
+    "DEMO_CATEGORIES", "DEMO_DEFECTS", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_PAGE", "MVTEC_SHA256",
+    "MVTEC_URL", "ImageFolderDataset", "MVTecDataset", "check_mvtec_folder", "download_mvtec", "list_images",
+    "load_image", "make_demo_dataset", "split_holdout", "stack",
+]  # fmt: skip
