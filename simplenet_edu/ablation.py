@@ -55,7 +55,7 @@ class _SeedFeatures:
         start = time.perf_counter()
         model = SimpleNet(config)
         train, holdout = model._split_holdout(model._training_images(root))
-        test = data_lib.MVTecDataset(root, split="test", image_size=config.image_size, crop_size=config.crop_size)
+        test = data_lib.MVTecDataset(root, split="test", image_size=model.resize_shape, crop_size=model.image_shape)
         if len(set(test.labels)) < 2:
             raise InputError(root / "test", "needs normal and anomalous images: AUROC is undefined otherwise")
         items = [test[i] for i in range(len(test))]

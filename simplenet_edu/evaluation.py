@@ -15,6 +15,7 @@ Honesty rules (the official code breaks both):
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from . import metrics
-from .errors import InputError
+from .errors import DataWarning
 
 
 @dataclass
@@ -43,6 +44,8 @@ class EvaluationResult:
         pixel_threshold_normal: the same for pixels.
         metrics: the dictionary of :func:`simplenet_edu.metrics.summarize`.
         ms_per_image: inference time per image (backbone, heads, maps), in milliseconds.
+        notes: why some metrics are ``None`` (no ``ground_truth/``, masks empty at this size), each
+            also issued as a :class:`~simplenet_edu.errors.DataWarning`.
     """
 
     image_scores: np.ndarray
@@ -56,6 +59,7 @@ class EvaluationResult:
     pixel_threshold_normal: float | None = None
     metrics: dict = field(default_factory=dict)
     ms_per_image: float = float("nan")
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.image_scores)
@@ -82,30 +86,35 @@ def score_dataset(model, dataset, batch_size: int = 8, progress: bool = True):
 def evaluate(model, root: str | Path, batch_size: int = 8, progress: bool = True) -> EvaluationResult:
     """Score ``root/test`` (MVTec layout) with a trained ``model`` and compute the metrics.
 
-    Raises :class:`InputError` naming ``root/test`` when it is missing, empty, or has no anomalous
-    images (AUROC would be undefined).
+    The test split is checked whole first (:func:`~simplenet_edu.data.check_dataset`): a missing or
+    one-kind ``test/`` (AUROC would be undefined), unreadable images, missing masks or masks of the
+    wrong size raise :class:`~simplenet_edu.errors.InputError` before any scoring, all listed.
+    Without ``ground_truth/``, or when no mask keeps an anomalous pixel at the model's input size,
+    the pixel metrics are ``None`` and a :class:`~simplenet_edu.errors.DataWarning` says why.
     """
     root = Path(root)
-    test_dir = root / "test"
-    if not test_dir.is_dir():
-        raise InputError(test_dir, "no test folder: expected test/good and test/<defect> subfolders")
-    cfg = model.config
-    dataset = data_lib.MVTecDataset(root, split="test", image_size=cfg.image_size, crop_size=cfg.crop_size)
-    if len(dataset) == 0:
-        raise InputError(test_dir, "contains no images")
+    data_lib.check_dataset(root, need_train=False, need_test=True)
+    dataset = data_lib.MVTecDataset(root, split="test", image_size=model.resize_shape, crop_size=model.image_shape)
     labels = np.asarray(dataset.labels, dtype=int)
-    if labels.min() == labels.max():
-        kind = "normal" if labels.max() == 0 else "anomalous"
-        raise InputError(test_dir, f"has only {kind} images: AUROC is undefined (it needs both kinds)")
 
     scores, maps, images, masks, seconds = score_dataset(model, dataset, batch_size, progress)
+    notes = []
     if not dataset.has_masks:
         masks = None
-    summary = metrics.summarize(labels, scores, list(dataset.defect_types), masks=masks, maps=maps,
-                                normal_threshold=model.threshold_normal)
+        notes.append(f"{root} has no ground_truth/ folder: image metrics only (pixel AUROC and AUPRO are null)")
+    elif not masks.any():
+        height, width = masks.shape[-2:]
+        notes.append(f"{root / 'ground_truth'}: no mask keeps an anomalous pixel at the model's input of {height} x "
+                     f"{width} px, so pixel AUROC and AUPRO are null (defects smaller than the resize step vanish: "
+                     f"a larger --image-size keeps them, unless the mask files themselves are blank)")
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    pixels = masks is not None and bool(masks.any())  # normal images' masks are empty: never all anomalous
+    summary = metrics.summarize(labels, scores, list(dataset.defect_types), masks=masks if pixels else None,
+                                maps=maps if pixels else None, normal_threshold=model.threshold_normal)
     return EvaluationResult(
         image_scores=scores, labels=labels, defect_types=list(dataset.defect_types), anomaly_maps=maps,
         masks=masks, images=images, paths=[str(p) for p in dataset.paths],
         threshold_normal=model.threshold_normal, pixel_threshold_normal=model.pixel_threshold_normal,
-        metrics=summary, ms_per_image=1000.0 * seconds / len(dataset),
+        metrics=summary, ms_per_image=1000.0 * seconds / len(dataset), notes=notes,
     )

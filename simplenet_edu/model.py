@@ -54,8 +54,9 @@ class SimpleNetConfig:
     backbone: str = "efficientnet_lite0"
     weights_path: str | None = None
     pretrained: bool = True
-    image_size: int = 256                 # images are resized to image_size x image_size ...
-    crop_size: int | None = None          # ... then centre-cropped to crop_size (paper: 329 -> 288)
+    image_size: int | tuple[int, int] = 256  # resize to image_size x image_size, or to (height, width) ...
+    crop_size: int | tuple[int, int] | None = None  # ... then centre-crop (paper: 329 -> 288; data.input_shapes)
+    keep_aspect: bool = False             # short side image_size, long side from the training images' aspect
     patch_size: int = 3                   # local aggregation neighbourhood
     pretrain_embed_dim: int = 384         # each layer pooled to this
     target_embed_dim: int = 384           # patch feature dimension D
@@ -121,7 +122,11 @@ class SimpleNetConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SimpleNetConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values = {k: v for k, v in values.items() if k in known}
+        for key in ("image_size", "crop_size"):  # a (height, width) pair comes back from JSON as a list
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return cls(**values)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -321,7 +326,9 @@ class SimpleNet(torch.nn.Module):
 
     After ``fit``: ``history`` (training curves: about twenty rows over the run, each with its ``step``), ``feature_std``, ``sigma`` (the absolute
     noise scale used), ``threshold_normal`` (image threshold from held-out normal images),
-    ``pixel_threshold_normal`` and ``timings``.
+    ``pixel_threshold_normal`` and ``timings``. ``resize_shape`` and ``image_shape`` (both
+    ``(height, width)``) are the resize and the model's input: load images for this model with
+    ``data.load_image(path, model.resize_shape, model.image_shape)``.
     """
 
     def __init__(self, config: SimpleNetConfig | None = None, backbone: torch.nn.Module | None = None):
@@ -330,6 +337,11 @@ class SimpleNet(torch.nn.Module):
         super().__init__()
         self.config = config = config or SimpleNetConfig()
         variants.check(config)
+        if config.keep_aspect and not isinstance(config.image_size, int):
+            raise InputError("keep_aspect", f"needs one image_size (the short side), got {config.image_size!r}")
+        # (height, width) of the resized image and of the model's input (its centre crop); fixed by
+        # fit when keep_aspect is on, and saved with the model.
+        self.resize_shape, self.image_shape = data_lib.input_shapes(config.image_size, config.crop_size)
         self.device = resolve_device(config.device)
         if backbone is None:
             backbone = load_backbone(config.backbone, weights_path=config.weights_path, pretrained=config.pretrained)
@@ -350,11 +362,6 @@ class SimpleNet(torch.nn.Module):
         self.to(self.device)
 
     # ------------------------------------------------------------------ features
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        side = self.config.crop_size or self.config.image_size
-        return side, side
-
     def extract(self, images: torch.Tensor, batch_size: int = 8, progress: bool = False,
                 layers: bool = False) -> torch.Tensor:
         """Patch features of ``images [N, 3, H, W]``: ``[N, h*w, D]`` on the model's device
@@ -452,22 +459,23 @@ class SimpleNet(torch.nn.Module):
         self.eval()
 
     def _training_images(self, data) -> torch.Tensor:
-        if isinstance(data, torch.Tensor):
-            if data.ndim != 4 or data.shape[1] != 3:
-                raise InputError("images", f"expected a tensor [N, 3, H, W], got shape {list(data.shape)}")
-            return data.float()
+        """``[N, 3, H, W]``. A folder is checked whole first (:func:`~simplenet_edu.data.check_dataset`:
+        every problem reported before any model work); with ``keep_aspect`` its training images' median
+        aspect ratio fixes ``resize_shape`` and ``image_shape``. Tensors are the model's input as they are."""
+        cfg = self.config
         if isinstance(data, (str, Path)):
-            root = Path(data)
-            if (root / "train").exists() or not root.is_dir():
-                root = data_lib.check_mvtec_folder(root)
-                folder = root / "train" / "good"
-            else:
-                folder = root
-            paths = data_lib.list_images(folder)
-            if not paths:
-                raise InputError(folder, "no images found")
-            return torch.stack([data_lib.load_image(p, self.config.image_size, self.config.crop_size) for p in paths])
-        return torch.stack([item["image"] for item in data])
+            check = data_lib.check_dataset(data, image_size=cfg.image_size, crop_size=cfg.crop_size,
+                                           backbone=cfg.backbone)
+            if cfg.keep_aspect:
+                self.resize_shape, self.image_shape = data_lib.aspect_shapes(
+                    cfg.image_size, cfg.crop_size, check.aspect(), multiple=max(self.extractor.backbone.strides))
+            return torch.stack([data_lib.load_image(p, self.resize_shape, self.image_shape) for p in check.train])
+        images = data if isinstance(data, torch.Tensor) else torch.stack([item["image"] for item in data])
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise InputError("images", f"expected a tensor [N, 3, H, W], got shape {list(images.shape)}")
+        if tuple(images.shape[-2:]) != self.image_shape:  # the grid follows the images given
+            self.resize_shape = self.image_shape = tuple(images.shape[-2:])
+        return images.float()
 
     def _split_holdout(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``config.holdout_fraction`` of the images, chosen by seed, kept aside for the normal threshold."""
@@ -545,6 +553,7 @@ class SimpleNet(torch.nn.Module):
                 "threshold_normal": self.threshold_normal,
                 "pixel_threshold_normal": self.pixel_threshold_normal,
                 "n_train": self.n_train, "n_holdout": self.n_holdout, "timings": self.timings,
+                "resize_shape": self.resize_shape, "image_shape": self.image_shape,
             },
             "history": self.history,
         }
@@ -578,7 +587,7 @@ class SimpleNet(torch.nn.Module):
         model.adaptor.load_state_dict(payload["adaptor"])
         model.discriminator.load_state_dict(payload["discriminator"])
         for key, value in payload["state"].items():
-            setattr(model, key, value)
+            setattr(model, key, tuple(value) if key in ("resize_shape", "image_shape") else value)
         if payload.get("generator") is not None and model.sigma is not None:
             model.generator = variants.make_generator(config, model.sigma).to(model.device)
             model.generator.load_state_dict(payload["generator"])

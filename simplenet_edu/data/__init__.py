@@ -23,6 +23,7 @@ One concern per module, all importable from here (``from simplenet_edu.data impo
 """
 
 from .atomic import _move_into_place, _temp_name
+from .checks import DatasetCheck, check_dataset
 from .demo import (
     _PAINTERS,
     DEMO_CATEGORIES,
@@ -37,14 +38,27 @@ from .folders import (
     ImageFolderDataset,
     MVTecDataset,
     check_mvtec_folder,
+    iter_images,
     list_images,
     split_holdout,
     stack,
 )
-from .images import IMAGE_EXTENSIONS, _image_tensor, _mask_tensor, _read, _to_rgb, load_image
+from .images import (
+    IMAGE_EXTENSIONS,
+    Size,
+    _image_tensor,
+    _mask_tensor,
+    _read,
+    _to_rgb,
+    as_shape,
+    aspect_shapes,
+    input_shapes,
+    load_image,
+)
 
 __all__ = [
     "DEMO_CATEGORIES", "DEMO_DEFECTS", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_PAGE", "MVTEC_SHA256",
-    "MVTEC_URL", "ImageFolderDataset", "MVTecDataset", "check_mvtec_folder", "download_mvtec", "list_images",
+    "MVTEC_URL", "DatasetCheck", "ImageFolderDataset", "MVTecDataset", "Size", "as_shape", "aspect_shapes",
+    "check_dataset", "check_mvtec_folder", "download_mvtec", "input_shapes", "iter_images", "list_images",
     "load_image", "make_demo_dataset", "split_holdout", "stack",
 ]  # fmt: skip

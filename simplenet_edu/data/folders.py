@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from simplenet_edu.errors import InputError
 
-from .images import IMAGE_EXTENSIONS, _check_sizes, _image_tensor, _mask_tensor, _read, load_image
+from .images import IMAGE_EXTENSIONS, Size, _check_sizes, _image_tensor, _mask_tensor, _read, input_shapes, load_image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,10 +72,11 @@ def check_mvtec_folder(root: str | Path) -> Path:
 class MVTecDataset(Dataset):
     """One split of an MVTec-style folder.
 
-    Item ``i`` is a dict: ``"image"`` [3, S, S] float32 in [0, 1], ``"mask"`` [S, S] float32 of 0/1
+    Item ``i`` is a dict: ``"image"`` [3, H, W] float32 in [0, 1], ``"mask"`` [H, W] float32 of 0/1
     (all zeros for normal images and for sets without masks), ``"label"`` int (0 normal,
     1 anomalous), ``"defect_type"`` str (``"good"`` for normal), ``"path"`` str.
-    S is ``crop_size or image_size``; the paper resizes to 329 and crops 288.
+    ``(H, W)`` is the crop of :func:`~simplenet_edu.data.images.input_shapes`: ``image_size`` is an int
+    (a square) or ``(height, width)``; the paper resizes to 329 and crops 288.
 
     ``files`` keeps only these images of the split (e.g. a held-out slice of train/good).
     """
@@ -84,8 +85,8 @@ class MVTecDataset(Dataset):
         self,
         root: str | Path,
         split: str = "train",
-        image_size: int = 256,
-        crop_size: int | None = None,
+        image_size: Size = 256,
+        crop_size: Size | None = None,
         files: list[str | Path] | None = None,
     ):
         if split not in ("train", "test"):
@@ -153,10 +154,9 @@ class MVTecDataset(Dataset):
         }
 
     def _mask(self, index: int, image_size_wh: tuple[int, int]) -> torch.Tensor:
-        """[S, S] float32 of 0 and 1."""
-        size = self.crop_size or self.image_size
+        """[H, W] float32 of 0 and 1."""
         if not (self.labels[index] and self.has_masks):
-            return torch.zeros(size, size)
+            return torch.zeros(input_shapes(self.image_size, self.crop_size)[1])
         path = self.mask_path(index)
         mask = _read(path)
         if mask.size != image_size_wh:
@@ -168,10 +168,11 @@ class MVTecDataset(Dataset):
 class ImageFolderDataset(Dataset):
     """The images directly inside any folder (not recursive), for predicting on your own images.
 
-    Item ``i`` is a dict: ``"image"`` [3, S, S] float32 in [0, 1] and ``"path"`` str.
+    Item ``i`` is a dict: ``"image"`` [3, H, W] float32 in [0, 1] and ``"path"`` str. A file that cannot
+    be read raises :class:`InputError`; :func:`iter_images` yields its error instead.
     """
 
-    def __init__(self, folder: str | Path, image_size: int, crop_size: int | None = None):
+    def __init__(self, folder: str | Path, image_size: Size, crop_size: Size | None = None):
         _check_sizes(image_size, crop_size)
         self.folder = Path(folder)
         self.paths = list_images(self.folder)
@@ -188,10 +189,31 @@ class ImageFolderDataset(Dataset):
         return {"image": load_image(path, self.image_size, self.crop_size), "path": str(path)}
 
 
+def iter_images(folder: str | Path, image_size: Size, crop_size: Size | None = None,
+                paths: Sequence[str | Path] | None = None) -> Iterator[tuple[Path, torch.Tensor | InputError]]:
+    """Each image of ``folder`` (or each of ``paths``), in name order, as ``(path, image)`` with ``image``
+    ``[3, H, W]`` float32 in [0, 1], or ``(path, error)`` with the :class:`InputError` saying why it
+    could not be read: one broken file does not stop the others. For scoring a folder, where a bad
+    image is reported beside the results (``simplenet-edu predict``).
+
+    The folder itself must exist and hold images (else :class:`InputError` at once).
+    """
+    _check_sizes(image_size, crop_size)
+    if paths is None:
+        paths = list_images(folder)
+        if not paths:
+            raise _no_images(Path(folder))
+    for path in map(Path, paths):
+        try:
+            yield path, load_image(path, image_size, crop_size)
+        except InputError as error:
+            yield path, error
+
+
 def stack(dataset: Dataset, progress: bool = True) -> dict:
     """Load every item of `dataset` and stack each field under its plural name.
 
-    For an :class:`MVTecDataset`: ``images`` [N, 3, S, S], ``masks`` [N, S, S], ``labels`` [N]
+    For an :class:`MVTecDataset`: ``images`` [N, 3, H, W], ``masks`` [N, H, W], ``labels`` [N]
     (int64), ``defect_types`` list of N str, ``paths`` list of N str.
     """
     items = [dataset[i] for i in tqdm(range(len(dataset)), desc="loading images", disable=not progress)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from simplenet_edu.errors import InputError
 
@@ -25,6 +25,11 @@ def _read(path: Path) -> Image.Image:
             image.load()
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except UnidentifiedImageError:
+        # Pillow's own message repeats the path; say what it means instead.
+        empty = path.is_file() and path.stat().st_size == 0
+        problem = "empty file (0 bytes)" if empty else "not an image format Pillow can read, or a broken header"
+        raise InputError(path, f"cannot read image: {problem}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(path, f"cannot read image ({error})") from error
     return image
@@ -42,38 +47,105 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _check_sizes(image_size: int, crop_size: int | None) -> None:
-    if not isinstance(image_size, int) or image_size < 1:
-        raise InputError("image_size", f"must be a positive integer, got {image_size!r}")
-    if crop_size is not None and (not isinstance(crop_size, int) or not 1 <= crop_size <= image_size):
-        problem = f"must be an integer from 1 to image_size ({image_size}), got {crop_size!r}"
-        raise InputError("crop_size", problem)
+# An image size is an int (a square, as the paper) or a (height, width) pair.
+Size = int | tuple[int, int]
 
 
-def _resize_crop(image: Image.Image, image_size: int, crop_size: int | None, resample: int) -> Image.Image:
-    """Resize to image_size x image_size, then cut the central crop_size x crop_size square."""
-    image = image.resize((image_size, image_size), resample)
+def _positive_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def as_shape(size: Size) -> tuple[int, int]:
+    """``256 -> (256, 256)``; ``(h, w)`` (or a list) -> ``(h, w)``."""
+    if _positive_int(size):
+        return int(size), int(size)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(_positive_int(s) for s in size):
+        return int(size[0]), int(size[1])
+    raise InputError("image_size", f"must be a positive integer or a (height, width) pair, got {size!r}")
+
+
+def input_shapes(image_size: Size, crop_size: Size | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two shapes an image goes through: ``(resize_hw, crop_hw)``, both ``(height, width)``.
+
+    Images are resized to ``image_size``, then their centre is cut to ``crop_size`` (no crop: the
+    same shape twice). An int crop of a non-square size keeps the crop's share on both sides: the
+    short side becomes ``crop_size`` and the long side shrinks by the same factor (rounded), so
+    ``(329, 411)`` cropped by 288 gives ``(288, 360)``, as ``329 -> 288`` would on a square.
+    """
+    resize = as_shape(image_size)
     if crop_size is None:
+        return resize, resize
+    if _positive_int(crop_size) and resize[0] != resize[1]:
+        short = min(resize)
+        crop = tuple(round(side * crop_size / short) for side in resize)
+    else:
+        try:
+            crop = as_shape(crop_size)
+        except InputError:
+            crop = (0, 0)
+    if not (1 <= crop[0] <= resize[0] and 1 <= crop[1] <= resize[1]):
+        problem = f"must be a positive integer (or pair) no larger than image_size ({image_size}), got {crop_size!r}"
+        raise InputError("crop_size", problem)
+    return resize, crop
+
+
+def aspect_shapes(image_size: int, crop_size: int | None, aspect: float,
+                  multiple: int = 16) -> tuple[tuple[int, int], tuple[int, int]]:
+    """:func:`input_shapes` that keep an aspect ratio (``aspect`` = height / width of the images).
+
+    The model's input (after the crop) gets ``crop_size or image_size`` as its short side; its long
+    side is the short side plus the multiple of ``multiple`` (the backbone's largest stride) nearest
+    to the extra length the aspect ratio asks for, so every layer's grid covers it whole when the
+    short side is a multiple too. With a crop, the resize keeps the crop's share on both sides.
+    Portrait cookies of 576 x 768 (width x height, aspect 4/3) at 256 give ``(336, 256)``:
+    256 * 4/3 = 341.3, 256 + round(85.3 / 16) * 16 = 336.
+    """
+    if not _positive_int(image_size):
+        raise InputError("image_size", f"must be one positive integer (the short side) to keep the aspect "
+                                       f"ratio, got {image_size!r}")
+    if not (aspect > 0 and np.isfinite(aspect)):
+        raise InputError("aspect", f"must be a positive number, got {aspect!r}")
+    _, (short, _) = input_shapes(image_size, crop_size)
+    ratio = max(aspect, 1 / aspect)
+    long = short + multiple * round((short * ratio - short) / multiple)
+    model_hw = (long, short) if aspect >= 1 else (short, long)
+    if crop_size is None:
+        return model_hw, model_hw
+    resize = tuple(round(side * image_size / crop_size) for side in model_hw)
+    return resize, model_hw
+
+
+def _check_sizes(image_size: Size, crop_size: Size | None) -> None:
+    input_shapes(image_size, crop_size)
+
+
+def _resize_crop(image: Image.Image, image_size: Size, crop_size: Size | None, resample: int) -> Image.Image:
+    """Resize to ``image_size`` (``(height, width)``, or a square side), then cut the central ``crop_size``."""
+    (height, width), (crop_h, crop_w) = input_shapes(image_size, crop_size)
+    image = image.resize((width, height), resample)  # PIL sizes are (width, height)
+    if (crop_h, crop_w) == (height, width):
         return image
-    left = (image_size - crop_size) // 2  # 329 -> 288 drops 20 pixels on the left/top, 21 on the right/bottom
-    return image.crop((left, left, left + crop_size, left + crop_size))
+    # 329 -> 288 drops 20 pixels on the left/top, 21 on the right/bottom.
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return image.crop((left, top, left + crop_w, top + crop_h))
 
 
-def _image_tensor(image: Image.Image, image_size: int, crop_size: int | None) -> torch.Tensor:
-    """[3, S, S] float32 in [0, 1]."""
+def _image_tensor(image: Image.Image, image_size: Size, crop_size: Size | None) -> torch.Tensor:
+    """[3, H, W] float32 in [0, 1]."""
     # Pillow's bilinear filter widens with the scale factor, so shrinking is antialiased.
     rgb = _resize_crop(_to_rgb(image), image_size, crop_size, Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
 
 
-def _mask_tensor(mask: Image.Image, image_size: int, crop_size: int | None) -> torch.Tensor:
-    """[S, S] float32 of 0 and 1."""
+def _mask_tensor(mask: Image.Image, image_size: Size, crop_size: Size | None) -> torch.Tensor:
+    """[H, W] float32 of 0 and 1."""
     # Nearest neighbour keeps a mask binary and keeps its thin edges (bilinear smears them away).
     gray = _resize_crop(_to_rgb(mask).convert("L"), image_size, crop_size, Image.Resampling.NEAREST)
     return torch.from_numpy((np.asarray(gray) > 127).astype(np.float32))
 
 
-def load_image(path: str | Path, image_size: int, crop_size: int | None = None) -> torch.Tensor:
-    """Read one image file as a [3, S, S] float32 tensor in [0, 1], S = crop_size or image_size."""
+def load_image(path: str | Path, image_size: Size, crop_size: Size | None = None) -> torch.Tensor:
+    """Read one image file as a ``[3, H, W]`` float32 tensor in [0, 1]: resized to ``image_size`` (an int
+    for a square, or ``(height, width)``), then centre-cropped to ``crop_size`` (see :func:`input_shapes`)."""
     _check_sizes(image_size, crop_size)
     return _image_tensor(_read(Path(path)), image_size, crop_size)
