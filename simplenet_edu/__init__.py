@@ -11,10 +11,20 @@ One module per stage of the method:
 - :mod:`simplenet_edu.model` -- the whole model: ``SimpleNet(config).fit(...).predict(...)``
 - :mod:`simplenet_edu.localization` -- patch scores to anomaly maps
 - :mod:`simplenet_edu.metrics` / :mod:`simplenet_edu.evaluation` -- honest evaluation
+- :mod:`simplenet_edu.deploy` / :mod:`simplenet_edu.onnx_predict` -- ONNX export, and inference without torch
 """
 
 from .errors import InputError
-from .model import SimpleNet, SimpleNetConfig
 
 __all__ = ["InputError", "SimpleNet", "SimpleNetConfig", "__version__"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # SimpleNet and SimpleNetConfig load torch on first use, not on `import simplenet_edu`: the ONNX
+    # inference path (simplenet_edu.onnx_predict, `simplenet-edu predict --model x.onnx`) runs without it.
+    if name in ("SimpleNet", "SimpleNetConfig"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

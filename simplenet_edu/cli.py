@@ -31,7 +31,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    from .variants import CHOICES
+    from .choices import CHOICES  # torch-free: building the parser must not load torch
 
     variants = parser.add_argument_group("variants (default: the paper's choice, listed first)")
     for part, names in CHOICES.items():

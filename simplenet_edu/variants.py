@@ -23,17 +23,10 @@ import torch
 from torch import nn
 
 from .adapter import ConvAdaptor, FeatureAdaptor, IdentityAdaptor
+from .choices import CHOICES  # the names, torch-free, for the command line; re-exported here
 from .discriminator import BCELoss, ConvDiscriminator, Discriminator, TruncatedL1Loss
 from .errors import InputError
 from .noise import AdversarialNoise, GaussianNoise, LearnedNoise, MixupNoise, PerlinNoise
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "generator": ("gaussian", "mixup", "adversarial", "learned", "perlin"),
-    "adaptor": ("linear", "identity", "conv"),
-    "discriminator": ("mlp", "conv"),
-    "loss": ("truncated_l1", "bce"),
-    "image_score": ("max", "mean", "topk"),
-}
 
 
 def check(config) -> None:
