@@ -1,4 +1,4 @@
-"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict`` and ``ablate``.
+"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict``, ``ablate`` and ``benchmark``.
 
 A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints one line,
 ``simplenet-edu: error: <path>: <problem>``, and exits with code 2. No stack trace.
@@ -26,7 +26,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
     group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
     group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
-    group.add_argument("--image-size", type=int, help="resize images to N x N pixels")
+    group.add_argument("--image-size", type=int, nargs="+", metavar="N",
+                       help="resize images to N x N pixels; two numbers H W resize to height H, width W "
+                            "(height first)")
+    group.add_argument("--keep-aspect", action="store_true", default=None,
+                       help="keep the training images' aspect ratio: the short side gets --image-size, the "
+                            "long side follows (rounded to the backbone's stride, 16), fixed at training and "
+                            "saved with the model")
     group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
     group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
     group.add_argument("--seed", type=int, default=0)
@@ -41,20 +47,27 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top."""
+    from . import data as data_lib
     from .model import SimpleNetConfig
     from .variants import CHOICES, check
 
     preset = {"default": SimpleNetConfig, "paper": SimpleNetConfig.paper, "quick": SimpleNetConfig.quick}
     config = preset[args.preset]()
-    overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": args.image_size,
+    size = args.image_size  # [N] or [H, W]
+    if size is not None and not (1 <= len(size) <= 2 and min(size) >= 1):
+        raise InputError("--image-size", "takes one positive integer (a square) or two (height, then width)")
+    if size is not None:
+        size = size[0] if len(size) == 1 else tuple(size)
+        if config.crop_size is not None and config.crop_size > min(data_lib.as_shape(size)):
+            config.crop_size = None  # a preset's crop (paper: 329 -> 288) only where it fits
+    overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": size,
+                 "keep_aspect": args.keep_aspect,
                  "steps": args.steps, "epochs": args.epochs, "seed": args.seed, "device": args.device, "topk": args.topk}
     overrides.update({part: getattr(args, part) for part in CHOICES})
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
-    if args.image_size is not None and config.crop_size is not None and config.crop_size > args.image_size:
-        config.crop_size = None
-    for key in ("image_size", "steps", "epochs"):
+    for key in ("steps", "epochs"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             raise InputError(f"--{key.replace('_', '-')}", "must be a positive integer")
     check(config)
@@ -115,12 +128,20 @@ def _print_table(report: dict) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-def _train(args, root: Path):
+def _check(root: Path, config=None, need_train: bool = True, need_test: bool = False) -> None:
+    """The whole folder checked before any model work: every problem, one line each (data.check_dataset)."""
     from . import data as data_lib
+
+    sizes = {} if config is None else dict(image_size=config.image_size, crop_size=config.crop_size,
+                                           backbone=config.backbone)
+    data_lib.check_dataset(root, need_train=need_train, need_test=need_test, **sizes)
+
+
+def _train(args, root: Path, need_test: bool = False):
     from .model import SimpleNet
 
     config = build_config(args)
-    root = data_lib.check_mvtec_folder(root)
+    _check(root, config, need_test=need_test)  # before the backbone is even loaded
     return SimpleNet(config).fit(root, progress=not args.quiet)
 
 
@@ -140,9 +161,10 @@ def cmd_evaluate(args) -> int:
 
     root = Path(args.data)
     if args.checkpoint:
+        _check(root, need_train=False, need_test=True)
         model = SimpleNet.load(args.checkpoint, device=args.device)
     else:
-        model = _train(args, root)
+        model = _train(args, root, need_test=True)
     result = evaluate(model, root, progress=not args.quiet)
     report = _report(model, result)
     _print_table(report)
@@ -152,41 +174,79 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _chunks(items, size: int):
+    """Lists of up to ``size`` consecutive items."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _heatmap_names(paths: list[Path]) -> dict[Path, str]:
+    """``<stem>_heatmap.png``; ``<stem>_<ext>_heatmap.png`` where two images share a stem (a.png, a.jpg)."""
+    stems = [path.stem for path in paths]
+    return {path: f"{path.stem}_{path.suffix[1:]}_heatmap.png" if stems.count(path.stem) > 1
+            else f"{path.stem}_heatmap.png" for path in paths}
+
+
+def _save_png(pixels, path: Path) -> None:
+    """A PNG written under a temporary name, then renamed: an interrupted run leaves no half file."""
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        Image.fromarray(pixels).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def cmd_predict(args) -> int:
     import torch
-    from PIL import Image
 
     from . import data as data_lib
     from .model import SimpleNet
+    from .viz import heatmap_overlay
 
+    paths = data_lib.require_images(args.images)  # a missing or empty folder fails before the model loads
     model = SimpleNet.load(args.checkpoint, device=args.device)
-    cfg = model.config
-    dataset = data_lib.ImageFolderDataset(args.images, cfg.image_size, cfg.crop_size)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     threshold = model.threshold_normal
-    rows = []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
-    from .viz import heatmap_overlay
-
-    for batch in loader:
-        scores, maps = model.predict(batch["image"])
-        for image, score, amap, path in zip(batch["image"], scores, maps, batch["path"]):
-            name = Path(path).stem + "_heatmap.png"
-            overlay = heatmap_overlay(image.permute(1, 2, 0).numpy(), amap.numpy())
-            tmp = out / f".{name}.tmp.png"
-            Image.fromarray(overlay).save(tmp)
-            os.replace(tmp, out / name)
+    names = _heatmap_names(paths)
+    rows, failed = [], 0
+    # A file that cannot be read is listed (CSV and stderr) and the others are still scored.
+    items = data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths)
+    for chunk in _chunks(items, 8):
+        good = [image for _, image in chunk if isinstance(image, torch.Tensor)]
+        results = iter(zip(*model.predict(torch.stack(good)))) if good else iter(())
+        for path, image in chunk:
+            if isinstance(image, InputError):
+                failed += 1
+                print(f"simplenet-edu: error: {image}", file=sys.stderr)
+                rows.append({"path": str(path), "score": "", "anomalous": "", "heatmap": "", "error": image.problem})
+                continue
+            score, amap = next(results)
+            _save_png(heatmap_overlay(image.permute(1, 2, 0).numpy(), amap.numpy()), out / names[path])
             anomalous = "" if threshold is None else int(float(score) >= threshold)
-            rows.append({"path": path, "score": f"{float(score):.6f}", "anomalous": anomalous, "heatmap": name})
+            rows.append({"path": str(path), "score": f"{float(score):.6f}", "anomalous": anomalous,
+                         "heatmap": names[path], "error": ""})
     table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=["path", "score", "anomalous", "heatmap"])
+    writer = csv.DictWriter(table, fieldnames=["path", "score", "anomalous", "heatmap", "error"])
     writer.writeheader()
     writer.writerows(rows)
     _write_atomic(out / "scores.csv", table.getvalue(), newline="")
-    print(f"{len(rows)} images scored; heat maps and scores.csv in {out}")
+    print(f"{len(rows) - failed} images scored; heat maps and scores.csv in {out}")
     if threshold is not None:
         print(f"'anomalous' uses the threshold from held-out normal images: {threshold:.4f}")
+    if failed:
+        print(f"simplenet-edu: error: {failed} of {len(rows)} images could not be read (listed above and in "
+              f"{out / 'scores.csv'}, column 'error')", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -197,13 +257,18 @@ def cmd_demo(args) -> int:
 
     root = make_demo_dataset(args.root, category=args.category, seed=args.seed)
     start = time.perf_counter()
-    model = _train(args, root)
+    model = _train(args, root, need_test=True)
     result = evaluate(model, root, progress=not args.quiet)
     print(f"demo set: {root} (trained and evaluated in {time.perf_counter() - start:.0f} s)")
     _print_table(_report(model, result))
     figure = save_examples_figure(result, Path(args.figure))
     print(f"figure of images, heat maps and masks written to {figure}")
     return 0
+
+
+def _size_text(config) -> str:
+    size = config.image_size if isinstance(config.image_size, int) else " x ".join(map(str, config.image_size))
+    return f"{size} px on the short side (aspect kept)" if config.keep_aspect else f"{size} px"
 
 
 def _budget(config) -> str:
@@ -217,11 +282,12 @@ def cmd_ablate(args) -> int:
         raise InputError("--seeds", "must be a positive integer")
     config = build_config(args)
     variants = args.variants.split(",") if args.variants else None
+    _check(Path(args.data), config, need_test=True)
     rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
     command = args.command_line
     header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
               f"the paper's choices; mean ± std over seeds {rows[0]['seeds']}; backbone {config.backbone}, "
-              f"{config.image_size} px, {_budget(config)}. Brackets: change of the mean against the "
+              f"{_size_text(config)}, {_budget(config)}. Brackets: change of the mean against the "
               f"default row.\n\n")
     output = Path(args.output)
     _write_atomic(output.with_suffix(".md"), header + to_markdown(rows))
@@ -232,6 +298,43 @@ def cmd_ablate(args) -> int:
     print(to_markdown(rows))
     print(f"table written to {output.with_suffix('.md')} and {output.with_suffix('.json')}")
     return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import run_benchmark, to_markdown
+
+    if args.seed is not None:
+        raise InputError("--seed", "benchmark runs every seed of --seeds (--seeds 0 1 2)")
+    table = run_benchmark(
+        Path(args.data), Path(args.output), build_config(args), seeds=args.seeds,
+        categories=args.categories.split(",") if args.categories else None,
+        model_kind=getattr(args, "model", None) or "simplenet", workers=args.workers, ray_address=args.ray,
+        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, progress=not args.quiet,
+        command=args.command_line)
+    print(to_markdown(table))
+    output = Path(args.output)
+    print(f"table written to {output / 'table.md'} and {output / 'table.json'}; one result per job in {output / 'jobs'}")
+    if table["jobs"]["failed"]:
+        print(f"simplenet-edu: {table['jobs']['failed']} of {table['jobs']['total']} jobs failed "
+              f"(their errors are in the table); a rerun retries them", file=sys.stderr)
+        return 1
+    return 0
+
+
+BENCHMARK_HELP = """\
+One job per (category, seed): train on ROOT/<category>/train/good, evaluate on ROOT/<category>/test.
+Each job's result is written atomically to DIR/jobs/<category>/seed<k>.json as it finishes; DIR/table.md
+and DIR/table.json (per category mean +- std over the seeds, the mean row, seconds per job) are
+rewritten after every job. A rerun skips the jobs whose result matches the configuration, so an
+interrupted run loses only the jobs in flight. A broken category is reported in the table with its
+error; the other jobs finish (exit code 1 if any job failed).
+
+Engines: --workers N local processes (torch threads divided between them; with several GPUs, worker i
+uses GPU i mod n), or --ray auto|HOST:PORT, one Ray task per job on a running cluster
+(`ray start --head` on the head node; needs pip install -e ".[cluster]"). With Ray, every node reads
+the data itself: ROOT must be a path that all nodes see (a shared file system) and every node needs
+simplenet-edu installed; only this machine writes DIR.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--variants", help="comma-separated part=choice list (default: every variant)")
     _add_model_options(ablate)
     ablate.set_defaults(func=cmd_ablate)
+
+    bench = sub.add_parser("benchmark", help="every category of a data set over seeds, on local workers or "
+                           "Ray; a paper-style table", description=BENCHMARK_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--data", required=True, metavar="ROOT",
+                       help="folder of MVTec-layout category folders (as MVTec AD unpacks); with --ray, a "
+                            "path every node sees")
+    bench.add_argument("--categories", help="comma-separated category folders (default: every folder in ROOT)")
+    bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every category (default: 0 1 2)")
+    bench.add_argument("--output", required=True, metavar="DIR", help="folder for the results and the table; "
+                       "a rerun resumes")
+    engine = bench.add_argument_group("engine")
+    where = engine.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: this process)")
+    where.add_argument("--ray", metavar="ADDRESS", help="auto or HOST:PORT of a running Ray cluster")
+    engine.add_argument("--gpus-per-job", type=float, default=1.0,
+                       help="Ray: GPUs each job asks for on a GPU cluster (0.5: two jobs per GPU; default 1)")
+    engine.add_argument("--cpus-per-job", type=float,
+                       help="Ray: CPUs each job asks for and its torch threads (default 1 with GPUs, else 2)")
+    _add_model_options(bench)
+    bench.set_defaults(func=cmd_benchmark, seed=None)
     return parser
 
 

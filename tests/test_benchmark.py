@@ -1,0 +1,230 @@
+"""simplenet-edu benchmark: jobs, resume, a broken category, local workers and a real local Ray.
+
+The runs train tiny models (three 64 px demo categories, 6 training images, 10 steps) so that the
+engines, not the training, are what is tested. One Ray session serves the whole module.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+
+import pytest
+
+from simplenet_edu import benchmark
+from simplenet_edu.benchmark import Job
+from simplenet_edu.cli import main
+from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset
+from simplenet_edu.errors import InputError
+
+FAST = ["--preset", "quick", "--image-size", "64", "--steps", "10", "--device", "cpu", "--seeds", "0"]
+GOOD = sorted(DEMO_CATEGORIES)
+
+
+def run(argv, capsys):
+    code = main(["--quiet", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Three tiny demo categories and a broken one (a truncated training image)."""
+    root = tmp_path_factory.mktemp("bench_data")
+    for category in DEMO_CATEGORIES:
+        make_demo_dataset(root, category, image_size=64, n_train=6, n_test_good=3, n_test_per_defect=1)
+    good = root / "broken" / "train" / "good"
+    good.mkdir(parents=True)
+    (good / "000.png").write_bytes((root / "brick" / "train" / "good" / "000.png").read_bytes()[:100])
+    return root
+
+
+def records(output):
+    return {(p.parent.name, p.name): json.loads(p.read_text()) for p in sorted((output / "jobs").rglob("*.json"))}
+
+
+def check_run(output, code, out):
+    """What every engine must produce: three good results, the broken one's error, both tables."""
+    assert code == 1  # one job failed
+    found = records(output)
+    assert sorted(found) == sorted((c, "seed0.json") for c in [*GOOD, "broken"])
+    for category in GOOD:
+        record = found[(category, "seed0.json")]
+        assert record["status"] == "ok" and record["pid"] != os.getpid()
+        for key in ("image_auroc", "pixel_auroc", "aupro"):
+            assert 0.0 <= record["result"][key] <= 1.0
+        assert record["result"]["config"]["steps"] == 10
+    broken = found[("broken", "seed0.json")]
+    assert broken["status"] == "error" and broken["result"] is None
+    assert "broken/train/good/000.png" in broken["error"] and "\n" not in broken["error"]
+
+    table = json.loads((output / "table.json").read_text())
+    assert table["jobs"] == {"total": 4, "done": 3, "failed": 1, "pending": 0}
+    rows = {row["category"]: row for row in table["rows"]}
+    assert rows["brick"]["image_auroc_mean"] == found[("brick", "seed0.json")]["result"]["image_auroc"]
+    assert rows["broken"]["errors"] == [{"seed": 0, "error": broken["error"]}]
+    assert table["mean"]["categories"] == GOOD
+    expected = sum(found[(c, "seed0.json")]["result"]["aupro"] for c in GOOD) / 3
+    assert table["mean"]["aupro_mean"] == pytest.approx(expected)
+    markdown = (output / "table.md").read_text()
+    assert f"| broken | error: {broken['error']} |" in markdown
+    assert "**mean** (3 of 4 categories)" in markdown
+    assert markdown in out + "\n"  # the table is printed too
+    return found
+
+
+@pytest.fixture(scope="module")
+def local_run(root, tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench_local") / "out"
+    code = main(["--quiet", "benchmark", "--data", str(root), "--output", str(output), "--workers", "2", *FAST])
+    return output, code
+
+
+def test_two_local_workers_run_every_job_and_report_the_broken_one(local_run, capsys):
+    output, code = local_run
+    found = check_run(output, code, (output / "table.md").read_text())
+    # Two workers on this machine's cores: each runs its share of the torch threads.
+    threads = max(1, benchmark.available_cores() // 2)
+    assert {found[(c, "seed0.json")]["torch_threads"] for c in GOOD} == {threads}
+
+
+def test_resume_reruns_only_the_deleted_job(root, local_run, tmp_path, capsys):
+    output = tmp_path / "out"
+    shutil.copytree(local_run[0], output)
+    (output / "jobs" / "gravel" / "seed0.json").unlink()
+    before = {p: p.read_bytes() for p in (output / "jobs").rglob("*.json")}
+    code, out, err = run(["benchmark", "--data", str(root), "--output", str(output), *FAST], capsys)
+    # brick and grass were done; gravel was deleted and broken had failed: those two run again.
+    assert "4 jobs (4 categories x 1 seeds): 2 done before, 2 to run" in err
+    assert code == 1
+    for path, data in before.items():
+        if path.parent.name in ("brick", "grass"):
+            assert path.read_bytes() == data, f"{path} was rewritten"
+    again = json.loads((output / "jobs" / "gravel" / "seed0.json").read_text())
+    assert again["status"] == "ok" and again["pid"] == os.getpid()  # ran now, in this process
+    # A second rerun has nothing left but the broken category.
+    code, _, err = run(["benchmark", "--data", str(root), "--output", str(output), *FAST], capsys)
+    assert "3 done before, 1 to run" in err
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[cluster]' (or '.[test]')")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_runs_one_task_per_job_with_the_same_results(ray_session, root, local_run, tmp_path, capsys):
+    output = tmp_path / "out"
+    code, out, err = run(["benchmark", "--data", str(root), "--output", str(output), "--ray", "auto",
+                          "--cpus-per-job", "1", *FAST], capsys)
+    assert "on Ray (1 node(s)), one task per job asking for 1 CPU" in err
+    found = check_run(output, code, out)
+    local = records(local_run[0])
+    for category in GOOD:
+        record = found[(category, "seed0.json")]
+        assert record["torch_threads"] == 1
+        # Same seed, same data, one thread each: the same numbers as the local workers'.
+        for key in ("image_auroc", "pixel_auroc", "aupro", "threshold_normal"):
+            assert record["result"][key] == local[(category, "seed0.json")]["result"][key], (category, key)
+
+
+def test_ray_asks_for_what_the_cluster_has():
+    cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}]
+    assert benchmark.ray_task_options({"CPU": 12.0}, cpu_nodes, "auto", 1.0, None) == {"num_cpus": 2}
+    assert benchmark.ray_task_options({"CPU": 1.0}, [{"CPU": 1.0}], "auto", 1.0, None) == {"num_cpus": 1}
+    gpu_nodes = [{"CPU": 16.0, "GPU": 2.0}]
+    assert benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", 0.5, None) == \
+        {"num_gpus": 0.5, "num_cpus": 1}
+    # --device cpu on a GPU cluster: the job asks for CPUs only.
+    assert benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "cpu", 1.0, 4) == {"num_cpus": 4}
+    for gpus, cpus in ((3.0, None), (1.5, None), (0.0, None), (1.0, 32)):
+        with pytest.raises(InputError):  # no node could hold the task: it would wait for ever
+            benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", gpus, cpus)
+
+
+def test_ray_missing_says_how_to_install_it(root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    code, _, err = run(["benchmark", "--data", str(root), "--output", str(tmp_path / "o"), "--ray", "auto", *FAST],
+                       capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("simplenet-edu: error: --ray: Ray is not installed") and 'pip install -e ".[cluster]"' in err
+
+
+def make_record(category, seed, fp, **values):
+    result = {"image_auroc": None, "pixel_auroc": None, "aupro": None, **values}
+    return {"category": category, "seed": seed, "fingerprint": fp, "status": "ok", "error": None,
+            "result": result, "wall_seconds": 10.0 + seed}
+
+
+def test_table_gives_mean_and_sample_std_and_a_mean_row_over_complete_categories():
+    jobs = [Job(c, s) for c in ("a", "b", "c") for s in (0, 1)]
+    values = {("a", 0): 0.8, ("a", 1): 1.0, ("b", 0): 0.6, ("b", 1): 0.8, ("c", 0): 0.5}
+    found = {Job(c, s): make_record(c, s, "f", image_auroc=v, pixel_auroc=v, aupro=v) for (c, s), v in values.items()}
+    found[Job("c", 1)] = {"category": "c", "seed": 1, "status": "error", "error": "c/test: contains no images",
+                          "result": None}
+    table = benchmark.summarize(jobs, found)
+    rows = {row["category"]: row for row in table["rows"]}
+    assert rows["a"]["image_auroc_mean"] == pytest.approx(0.9)
+    assert rows["a"]["image_auroc_std"] == pytest.approx(math.sqrt(0.02))  # sample std: (0.01 + 0.01) / 1
+    assert rows["b"]["image_auroc_mean"] == pytest.approx(0.7)
+    assert rows["a"]["wall_seconds_mean"] == pytest.approx(10.5)
+    assert rows["c"]["done"] == 1 and rows["c"]["failed"] == 1 and rows["c"]["image_auroc_std"] is None
+    # c is incomplete: the mean row averages a and b seed by seed (0.7, 0.9), then over the seeds.
+    assert table["mean"]["categories"] == ["a", "b"]
+    assert table["mean"]["image_auroc_mean"] == pytest.approx(0.8)
+    assert table["mean"]["image_auroc_std"] == pytest.approx(math.sqrt(0.02))
+    assert table["jobs"] == {"total": 6, "done": 5, "failed": 1, "pending": 0}
+    markdown = benchmark.to_markdown({**table, "config": {"backbone": "x", "image_size": 64, "steps": 10}})
+    assert "| a | 0.900 ± 0.141 | 0.900 ± 0.141 | 0.900 ± 0.141 | 2/2 | 10.5 |" in markdown
+    assert "| c | 0.500 | 0.500 | 0.500 | 1/2 (1 failed) | 10.0 |" in markdown
+    assert "| **mean** (2 of 3 categories) | 0.800 ± 0.141 |" in markdown
+    assert "- c seed 1: c/test: contains no images" in markdown
+    assert "10 steps" in markdown
+
+
+def test_a_result_counts_only_for_its_own_configuration():
+    config = {"backbone": "efficientnet_lite0", "steps": 300, "seed": 0}
+    fp = benchmark.fingerprint(config)
+    assert benchmark.fingerprint({**config, "seed": 5}) == fp  # every job has its own seed
+    assert benchmark.fingerprint({**config, "steps": 301}) != fp
+    assert benchmark.fingerprint(config, "supersimplenet") != fp
+    job = Job("a", 0)
+    assert benchmark.is_done(make_record("a", 0, fp), job, fp)
+    assert not benchmark.is_done(make_record("a", 0, "other"), job, fp)
+    assert not benchmark.is_done(make_record("a", 1, fp), job, fp)
+    assert not benchmark.is_done({**make_record("a", 0, fp), "status": "error"}, job, fp)
+    assert not benchmark.is_done(None, job, fp)
+
+
+def test_categories_and_plan(root, tmp_path):
+    assert benchmark.list_categories(root) == ["brick", "broken", "grass", "gravel"]
+    assert benchmark.list_categories(root, ["grass", "brick", "grass"]) == ["grass", "brick"]
+    jobs = benchmark.plan(root, [2, 0], ["grass"])
+    assert jobs == [Job("grass", 2), Job("grass", 0)]
+    assert jobs[0].result_path(tmp_path) == tmp_path / "jobs" / "grass" / "seed2.json"
+    with pytest.raises(InputError, match="folder not found .categories here: brick, broken, grass, gravel"):
+        benchmark.list_categories(root, ["bricks"])
+    with pytest.raises(InputError, match="is one category"):
+        benchmark.list_categories(root / "brick")
+    with pytest.raises(InputError, match="holds no category folders"):
+        benchmark.list_categories(tmp_path)
+    with pytest.raises(InputError, match="not a folder name"):
+        benchmark.list_categories(root, ["../brick"])
+
+
+def test_user_mistakes_are_one_line_errors(root, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    for argv, expected in (
+        (["--seed", "3"], "--seed: benchmark runs every seed of --seeds"),
+        (["--workers", "0"], "--workers: must be a positive integer"),
+        (["--categories", "nothing"], "nothing: folder not found"),
+    ):
+        code, _, err = run(["benchmark", "--data", str(root), "--output", out, *FAST, *argv], capsys)
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()  # nothing half-written
