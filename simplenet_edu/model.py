@@ -326,7 +326,8 @@ class SimpleNet(torch.nn.Module):
 
     After ``fit``: ``history`` (training curves: about twenty rows over the run, each with its ``step``), ``feature_std``, ``sigma`` (the absolute
     noise scale used), ``threshold_normal`` (image threshold from held-out normal images),
-    ``pixel_threshold_normal`` and ``timings``. ``resize_shape`` and ``image_shape`` (both
+    ``pixel_threshold_normal``, ``normal_score_median`` and ``normal_pixel_median`` (where typical
+    normal images and pixels score) and ``timings``. ``resize_shape`` and ``image_shape`` (both
     ``(height, width)``) are the resize and the model's input: load images for this model with
     ``data.load_image(path, model.resize_shape, model.image_shape)``.
     """
@@ -356,6 +357,8 @@ class SimpleNet(torch.nn.Module):
         self.sigma: float | None = None
         self.threshold_normal: float | None = None
         self.pixel_threshold_normal: float | None = None
+        self.normal_score_median: float | None = None
+        self.normal_pixel_median: float | None = None
         self.n_train = self.n_holdout = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
@@ -421,12 +424,19 @@ class SimpleNet(torch.nn.Module):
         self._train(bank, grid, progress)
         self.timings["seconds_train"] = time.perf_counter() - start
 
+        scored = [self.score_features(bank, grid)]                 # training images: (scores [N], maps)
         if holdout is not None:
             scores, maps = self.score_features(holdout, grid)
+            scored.append((scores, maps))
             from .metrics import threshold_from_normal
 
             self.threshold_normal = threshold_from_normal(scores.numpy(), cfg.normal_max_fpr)
             self.pixel_threshold_normal = threshold_from_normal(maps.flatten().numpy(), cfg.normal_max_fpr)
+        # Where a typical normal image and pixel score, over every normal image fitted on (training and
+        # held-out). With the thresholds they anchor the normalised score of deployed predictions
+        # (heatmaps.normalised): a display scale, never a decision, and never from test images.
+        self.normal_score_median = float(np.median(torch.cat([s for s, _ in scored]).numpy()))
+        self.normal_pixel_median = float(np.median(torch.cat([m.flatten() for _, m in scored]).numpy()))
         return self
 
     def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool) -> None:
@@ -552,6 +562,7 @@ class SimpleNet(torch.nn.Module):
                 "feature_std": self.feature_std, "sigma": self.sigma,
                 "threshold_normal": self.threshold_normal,
                 "pixel_threshold_normal": self.pixel_threshold_normal,
+                "normal_score_median": self.normal_score_median, "normal_pixel_median": self.normal_pixel_median,
                 "n_train": self.n_train, "n_holdout": self.n_holdout, "timings": self.timings,
                 "resize_shape": self.resize_shape, "image_shape": self.image_shape,
             },
