@@ -13,9 +13,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from .errors import InputError
+from .errors import DataWarning, InputError
 
 COMMON_HELP = "Train SimpleNet on normal images and find anomalies, on a CPU or a GPU."
 
@@ -101,6 +102,7 @@ def _report(model, result) -> dict:
         "n_train": model.n_train,
         "n_holdout": model.n_holdout,
         "n_test": len(result),
+        "notes": result.notes,  # why a metric is null (no ground_truth/, masks empty at this size)
         "seconds_features": model.timings.get("seconds_features"),
         "seconds_train": model.timings.get("seconds_train"),
         "ms_per_image_inference": result.ms_per_image,
@@ -405,13 +407,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "simplenet-edu " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except InputError as error:
-        print(f"simplenet-edu: error: {error}", file=sys.stderr)
+        for line in error.lines():  # a data check lists every problem it found, one per line
+            print(f"simplenet-edu: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # Every output is written under a temporary name and renamed when complete, and the
+        # temporary file is removed on the way out: nothing half-written stays behind.
+        _close_progress_bars()
         print("simplenet-edu: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings(show):
+    """A DataWarning (no masks: no pixel metrics...) as one line; any other warning as ``show`` shows it."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"simplenet-edu: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
+def _close_progress_bars() -> None:
+    """End the line of a progress bar cut short, so that the last message starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,7 @@ from .folders import (
     check_mvtec_folder,
     iter_images,
     list_images,
+    require_images,
     split_holdout,
     stack,
 )
@@ -60,5 +61,5 @@ __all__ = [
     "DEMO_CATEGORIES", "DEMO_DEFECTS", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_PAGE", "MVTEC_SHA256",
     "MVTEC_URL", "DatasetCheck", "ImageFolderDataset", "MVTecDataset", "Size", "as_shape", "aspect_shapes",
     "check_dataset", "check_mvtec_folder", "download_mvtec", "input_shapes", "iter_images", "list_images",
-    "load_image", "make_demo_dataset", "split_holdout", "stack",
+    "load_image", "make_demo_dataset", "require_images", "split_holdout", "stack",
 ]  # fmt: skip

@@ -185,6 +185,7 @@ def check_dataset(
     if image_size is not None and (size := _size_problem(image_size, crop_size, backbone)) is not None:
         problems.append(size)
 
+    layout_broken = False
     if need_train:
         plain = not (root / "train").exists() and not need_test and list_images(root)
         if plain:
@@ -195,8 +196,10 @@ def check_dataset(
                 result.train = list_images(root / "train" / "good")
             except InputError as error:
                 problems.append(error)
+                # Without train/good nor test/ this is not the folder meant: one line says so.
+                layout_broken = not (root / "test").exists()
     masks: list[Path] = []
-    if need_test:
+    if need_test and not layout_broken:
         result.test, result.defect_types = _test_split(root, problems)
         result.labels = [int(kind != "good") for kind in result.defect_types]
         if result.has_masks:

@@ -189,6 +189,14 @@ class ImageFolderDataset(Dataset):
         return {"image": load_image(path, self.image_size, self.crop_size), "path": str(path)}
 
 
+def require_images(folder: str | Path) -> list[Path]:
+    """:func:`list_images`, or :class:`InputError` when the folder is missing or holds no image."""
+    paths = list_images(folder)
+    if not paths:
+        raise _no_images(Path(folder))
+    return paths
+
+
 def iter_images(folder: str | Path, image_size: Size, crop_size: Size | None = None,
                 paths: Sequence[str | Path] | None = None) -> Iterator[tuple[Path, torch.Tensor | InputError]]:
     """Each image of ``folder`` (or each of ``paths``), in name order, as ``(path, image)`` with ``image``
@@ -196,18 +204,20 @@ def iter_images(folder: str | Path, image_size: Size, crop_size: Size | None = N
     could not be read: one broken file does not stop the others. For scoring a folder, where a bad
     image is reported beside the results (``simplenet-edu predict``).
 
-    The folder itself must exist and hold images (else :class:`InputError` at once).
+    The sizes and the folder (it must exist and hold images) are checked at the call, not at the
+    first item; the images are read one at a time as the iterator is consumed.
     """
     _check_sizes(image_size, crop_size)
-    if paths is None:
-        paths = list_images(folder)
-        if not paths:
-            raise _no_images(Path(folder))
-    for path in map(Path, paths):
-        try:
-            yield path, load_image(path, image_size, crop_size)
-        except InputError as error:
-            yield path, error
+    paths = require_images(folder) if paths is None else [Path(p) for p in paths]
+
+    def read_each():
+        for path in paths:
+            try:
+                yield path, load_image(path, image_size, crop_size)
+            except InputError as error:
+                yield path, error
+
+    return read_each()
 
 
 def stack(dataset: Dataset, progress: bool = True) -> dict:
