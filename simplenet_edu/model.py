@@ -129,6 +129,13 @@ class SimpleNetConfig:
         return cls(**values)
 
 
+def robust_spread(values: np.ndarray) -> float:
+    """``1.4826 * median(|v - median(v)|)``: the standard deviation of normal data, robust to a few
+    odd values (one strange training image does not widen it)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when there is a GPU, else the CPU."""
     if device == "auto":
@@ -326,9 +333,9 @@ class SimpleNet(torch.nn.Module):
 
     After ``fit``: ``history`` (training curves: about twenty rows over the run, each with its ``step``), ``feature_std``, ``sigma`` (the absolute
     noise scale used), ``threshold_normal`` (image threshold from held-out normal images),
-    ``pixel_threshold_normal``, ``normal_score_median`` and ``normal_pixel_median`` (where typical
-    normal images and pixels score) and ``timings``. ``resize_shape`` and ``image_shape`` (both
-    ``(height, width)``) are the resize and the model's input: load images for this model with
+    ``pixel_threshold_normal``, ``normal_score_spread`` and ``normal_pixel_spread`` (how widely the
+    scores of normal images and pixels vary: :func:`robust_spread`) and ``timings``. ``resize_shape``
+    and ``image_shape`` (both ``(height, width)``) are the resize and the model's input: load images for this model with
     ``data.load_image(path, model.resize_shape, model.image_shape)``.
     """
 
@@ -357,8 +364,8 @@ class SimpleNet(torch.nn.Module):
         self.sigma: float | None = None
         self.threshold_normal: float | None = None
         self.pixel_threshold_normal: float | None = None
-        self.normal_score_median: float | None = None
-        self.normal_pixel_median: float | None = None
+        self.normal_score_spread: float | None = None
+        self.normal_pixel_spread: float | None = None
         self.n_train = self.n_holdout = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
@@ -432,11 +439,11 @@ class SimpleNet(torch.nn.Module):
 
             self.threshold_normal = threshold_from_normal(scores.numpy(), cfg.normal_max_fpr)
             self.pixel_threshold_normal = threshold_from_normal(maps.flatten().numpy(), cfg.normal_max_fpr)
-        # Where a typical normal image and pixel score, over every normal image fitted on (training and
-        # held-out). With the thresholds they anchor the normalised score of deployed predictions
+        # How widely normal images and pixels vary, over every normal image fitted on (training and
+        # held-out). With the thresholds they scale the normalised score of deployed predictions
         # (heatmaps.normalised): a display scale, never a decision, and never from test images.
-        self.normal_score_median = float(np.median(torch.cat([s for s, _ in scored]).numpy()))
-        self.normal_pixel_median = float(np.median(torch.cat([m.flatten() for _, m in scored]).numpy()))
+        self.normal_score_spread = robust_spread(torch.cat([s for s, _ in scored]).numpy())
+        self.normal_pixel_spread = robust_spread(torch.cat([m.flatten() for _, m in scored]).numpy())
         return self
 
     def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool) -> None:
@@ -562,7 +569,7 @@ class SimpleNet(torch.nn.Module):
                 "feature_std": self.feature_std, "sigma": self.sigma,
                 "threshold_normal": self.threshold_normal,
                 "pixel_threshold_normal": self.pixel_threshold_normal,
-                "normal_score_median": self.normal_score_median, "normal_pixel_median": self.normal_pixel_median,
+                "normal_score_spread": self.normal_score_spread, "normal_pixel_spread": self.normal_pixel_spread,
                 "n_train": self.n_train, "n_holdout": self.n_holdout, "timings": self.timings,
                 "resize_shape": self.resize_shape, "image_shape": self.image_shape,
             },
