@@ -85,7 +85,10 @@ def run_job(category_root: str | Path, config: dict, seed: int, model_kind: str 
     from .evaluation import evaluate
 
     root = Path(category_root)
-    data_lib.check_mvtec_folder(root)
+    # The whole folder, train and test, before the backbone is even loaded: a broken category costs
+    # its job a second, not a training run.
+    data_lib.check_dataset(root, need_train=True, need_test=True, image_size=config.get("image_size"),
+                           crop_size=config.get("crop_size"), backbone=config.get("backbone"))
     if model_kind == "simplenet":
         from .model import SimpleNet, SimpleNetConfig
 
@@ -123,8 +126,10 @@ def execute(spec: dict) -> dict:
         record["torch_threads"] = torch.get_num_threads()
         result = run_job(spec["root"], spec["config"], spec["seed"], spec["model"])
         record.update(status="ok", error=None, result=result)
-    except InputError as error:
-        record.update(status="error", error=str(error), result=None)
+    except InputError as error:  # a data check lists every problem: the table shows the first
+        problems, n = error.lines(), len(getattr(error, "errors", [error]))
+        more = f" (and {n - 1} more problem{'s' if n > 2 else ''}, listed in this job's file)" if n > 1 else ""
+        record.update(status="error", error=problems[0] + more, problems=problems, result=None)
     except Exception as error:  # a bug or a crash of one job: report it, let the others finish
         record.update(status="error", error=_one_line(error), result=None, traceback=traceback.format_exc())
     record.update(wall_seconds=time.perf_counter() - start, finished_at=_now())

@@ -30,13 +30,13 @@ def run(argv, capsys):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    """Three tiny demo categories and a broken one (a truncated training image)."""
+    """Three tiny demo categories and a broken one (brick's copy with a truncated training image)."""
     root = tmp_path_factory.mktemp("bench_data")
     for category in DEMO_CATEGORIES:
         make_demo_dataset(root, category, image_size=64, n_train=6, n_test_good=3, n_test_per_defect=1)
-    good = root / "broken" / "train" / "good"
-    good.mkdir(parents=True)
-    (good / "000.png").write_bytes((root / "brick" / "train" / "good" / "000.png").read_bytes()[:100])
+    shutil.copytree(root / "brick", root / "broken")
+    image = root / "broken" / "train" / "good" / "000.png"
+    image.write_bytes(image.read_bytes()[:100])
     return root
 
 

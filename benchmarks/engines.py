@@ -1,0 +1,126 @@
+"""Speed-up of ``simplenet-edu benchmark --workers 2`` over one worker, and the overhead of Ray.
+
+Runs the real command line (one fresh process per run, as a user would) on the three demo categories
+with the same jobs each time, on three engines:
+
+- ``--workers 1``: the jobs one after another in the command's own process;
+- ``--workers 2``: two local worker processes, half the cores' torch threads each;
+- ``--ray ADDRESS``: one Ray task per job on a local Ray cluster that this script starts once
+  (``ray.init``, as ``ray start --head`` would), each task asking for half the cores, so that it has
+  the same parallelism as ``--workers 2``.
+
+The runs are interleaved (w1, w2, ray, then ray, w2, w1, ...) and reduced to medians, so that a burst
+of load from elsewhere on a shared machine slows every engine alike; the figures are the ratios
+``w1 / w2`` (the speed-up of two workers) and ``ray / w2`` (Ray's overhead over local workers, per
+run, the cluster already running), plus the one-off start of the cluster.
+
+    python benchmarks/engines.py                          # quick preset, 3 categories x 2 seeds, 2 repeats
+    python benchmarks/engines.py --repeats 3 --output results/engines.json
+    python benchmarks/engines.py --no-ray                 # without Ray installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from simplenet_edu.benchmark import available_cores  # noqa: E402
+from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset  # noqa: E402
+
+
+def run_cli(data: Path, engine: list[str], model: list[str], seeds: list[int]) -> dict:
+    """One ``simplenet-edu benchmark`` in a fresh process and a fresh output folder: wall seconds and
+    the mean of the jobs' own wall seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "simplenet_edu", "--quiet", "benchmark", "--data", str(data),
+                   "--output", tmp, "--seeds", *map(str, seeds), *engine, *model]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        table = json.loads((Path(tmp) / "table.json").read_text())
+    return {"wall_seconds": wall, "job_seconds_mean": table["mean"]["wall_seconds_mean"],
+            "image_auroc_mean": table["mean"]["image_auroc_mean"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "benchmark" / "engines")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=128, help="of the demo images")
+    parser.add_argument("--n-train", type=int, default=20, help="training images per category")
+    parser.add_argument("--no-ray", action="store_true", help="local engines only")
+    parser.add_argument("--output", type=Path, help="JSON file for the figures")
+    args, model = parser.parse_known_args()
+    model = [a for a in model if a != "--"] or ["--preset", "quick", "--device", "cpu"]
+
+    for category in DEMO_CATEGORIES:
+        make_demo_dataset(args.data_dir, category, image_size=args.image_size, n_train=args.n_train,
+                          n_test_good=8, n_test_per_defect=2)
+    cores = available_cores()
+    half = max(1, cores // 2)
+    engines = {"workers 1": ["--workers", "1"], "workers 2": ["--workers", "2"]}
+    ray_start = None
+    if not args.no_ray:
+        import ray
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        start = time.perf_counter()
+        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+        ray_start = time.perf_counter() - start
+        engines["ray"] = ["--ray", ray.get_runtime_context().gcs_address, "--cpus-per-job", str(half)]
+
+    runs: dict[str, list[dict]] = {name: [] for name in engines}
+    order = list(engines)
+    try:
+        for repeat in range(args.repeats):
+            for name in order if repeat % 2 == 0 else order[::-1]:
+                runs[name].append(run_cli(args.data_dir, engines[name], model, args.seeds))
+                print(f"repeat {repeat + 1}, {name}: {runs[name][-1]['wall_seconds']:.1f} s", file=sys.stderr)
+    finally:
+        if ray_start is not None:
+            ray.shutdown()
+
+    median = {name: statistics.median(r["wall_seconds"] for r in rs) for name, rs in runs.items()}
+    figures = {"speedup_2_workers_over_1": median["workers 1"] / median["workers 2"]}
+    if "ray" in median:
+        figures["ray_over_2_workers"] = median["ray"] / median["workers 2"]
+        figures["ray_minus_2_workers_seconds"] = median["ray"] - median["workers 2"]
+        figures["ray_cluster_start_seconds"] = ray_start
+    n_jobs = len(DEMO_CATEGORIES) * len(args.seeds)
+    lines = [f"{n_jobs} jobs ({len(DEMO_CATEGORIES)} demo categories x seeds {args.seeds}, {args.image_size} px, "
+             f"{args.n_train} training images; model options {' '.join(model)}); {cores} cores; "
+             f"medians of {args.repeats} interleaved runs", "",
+             "| engine | wall s (median) | runs | mean s per job |", "|---|---:|---|---:|"]
+    for name, rs in runs.items():
+        per_job = statistics.median(r["job_seconds_mean"] for r in rs)
+        lines.append(f"| {' '.join(engines[name]) if name != 'ray' else '--ray (local cluster)'} | {median[name]:.1f} | "
+                     f"{', '.join(format(r['wall_seconds'], '.1f') for r in rs)} | {per_job:.1f} |")
+    lines += ["", f"speed-up of 2 workers over 1: {figures['speedup_2_workers_over_1']:.2f}x"]
+    if "ray" in median:
+        lines += [f"Ray over 2 local workers: {figures['ray_over_2_workers']:.2f}x "
+                  f"({figures['ray_minus_2_workers_seconds']:+.1f} s per run; starting the cluster once: "
+                  f"{ray_start:.1f} s)"]
+    print("\n".join(lines))
+    if args.output:
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_text(json.dumps({"cores": cores, "seeds": args.seeds, "image_size": args.image_size,
+                                   "n_train": args.n_train, "model_options": model, "runs": runs,
+                                   "median_wall_seconds": median, **figures}, indent=2) + "\n")
+        os.replace(tmp, args.output)
+
+
+if __name__ == "__main__":
+    main()
