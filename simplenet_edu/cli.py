@@ -1,4 +1,5 @@
-"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict``, ``ablate`` and ``benchmark``.
+"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict``, ``export``, ``ablate``
+and ``benchmark``.
 
 A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints one line,
 ``simplenet-edu: error: <path>: <problem>``, and exits with code 2. No stack trace.
@@ -7,8 +8,6 @@ A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
@@ -188,67 +187,97 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _heatmap_names(paths: list[Path]) -> dict[Path, str]:
-    """``<stem>_heatmap.png``; ``<stem>_<ext>_heatmap.png`` where two images share a stem (a.png, a.jpg)."""
-    stems = [path.stem for path in paths]
-    return {path: f"{path.stem}_{path.suffix[1:]}_heatmap.png" if stems.count(path.stem) > 1
-            else f"{path.stem}_heatmap.png" for path in paths}
+def _predictor(args, paths: list[Path]):
+    """``(calibration, items, predict)`` for the model file: an ``.onnx`` export runs under onnxruntime
+    without importing torch; anything else is a torch checkpoint. ``items`` yields ``(path, [3, H, W]
+    float32 array or InputError)``; ``predict`` maps a ``[B, 3, H, W]`` array to numpy scores and maps."""
+    model_path = Path(args.model or args.checkpoint)
+    if model_path.suffix.lower() == ".onnx":
+        from .onnx_predict import OnnxModel, iter_images
 
-
-def _save_png(pixels, path: Path) -> None:
-    """A PNG written under a temporary name, then renamed: an interrupted run leaves no half file."""
-    from PIL import Image
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
-        Image.fromarray(pixels).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def cmd_predict(args) -> int:
+        model = OnnxModel(model_path)
+        return model.calibration, iter_images(args.images, model.resize_shape, model.image_shape, paths=paths), \
+            model.predict
     import torch
 
     from . import data as data_lib
+    from .heatmaps import Calibration
     from .model import SimpleNet
-    from .viz import heatmap_overlay
 
-    paths = data_lib.require_images(args.images)  # a missing or empty folder fails before the model loads
-    model = SimpleNet.load(args.checkpoint, device=args.device)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    threshold = model.threshold_normal
-    names = _heatmap_names(paths)
-    rows, failed = [], 0
+    model = SimpleNet.load(model_path, device=args.device)
+    items = ((path, image if isinstance(image, InputError) else image.numpy())
+             for path, image in data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths))
+
+    def predict(batch):
+        scores, maps = model.predict(torch.from_numpy(batch))
+        return scores.numpy(), maps.numpy()
+
+    return Calibration.of_model(model), items, predict
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .heatmaps import NORMALISED_FORMULA, PredictionWriter, heatmap_names
+
+    if Path(args.model or args.checkpoint).suffix.lower() == ".onnx":
+        from .onnx_predict import list_images as require_images   # torch-free
+    else:
+        from .data import require_images
+    paths = require_images(args.images)  # a missing or empty folder fails before the model loads
+    calibration, items, predict = _predictor(args, paths)
+    writer = PredictionWriter(args.output_dir, calibration, overlay=args.overlay, names=heatmap_names(paths))
+    failed = 0
     # A file that cannot be read is listed (CSV and stderr) and the others are still scored.
-    items = data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths)
     for chunk in _chunks(items, 8):
-        good = [image for _, image in chunk if isinstance(image, torch.Tensor)]
-        results = iter(zip(*model.predict(torch.stack(good)))) if good else iter(())
+        good = [image for _, image in chunk if not isinstance(image, InputError)]
+        results = iter(zip(*predict(np.stack(good)))) if good else iter(())
         for path, image in chunk:
             if isinstance(image, InputError):
                 failed += 1
                 print(f"simplenet-edu: error: {image}", file=sys.stderr)
-                rows.append({"path": str(path), "score": "", "anomalous": "", "heatmap": "", "error": image.problem})
+                writer.add_error(path, image.problem)
                 continue
             score, amap = next(results)
-            _save_png(heatmap_overlay(image.permute(1, 2, 0).numpy(), amap.numpy()), out / names[path])
-            anomalous = "" if threshold is None else int(float(score) >= threshold)
-            rows.append({"path": str(path), "score": f"{float(score):.6f}", "anomalous": anomalous,
-                         "heatmap": names[path], "error": ""})
-    table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=["path", "score", "anomalous", "heatmap", "error"])
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_atomic(out / "scores.csv", table.getvalue(), newline="")
-    print(f"{len(rows) - failed} images scored; heat maps and scores.csv in {out}")
-    if threshold is not None:
-        print(f"'anomalous' uses the threshold from held-out normal images: {threshold:.4f}")
+            writer.add(path, image.transpose(1, 2, 0), score, amap)
+    table = writer.close()
+    kind = "heat maps" if args.overlay else "raw 16-bit maps"
+    print(f"{len(writer.rows) - failed} images scored; {kind} and {table.name} in {writer.out}")
+    if calibration.threshold is not None:
+        print(f"'anomalous' uses the threshold from held-out normal images: {calibration.threshold:.4f}")
+    if calibration.image([0.0]) is not None:
+        print(f"'normalised_score' = {NORMALISED_FORMULA} with threshold {calibration.threshold:.4f}, "
+              f"spread {calibration.score_spread:.4f}: 0.5 at the threshold")
     if failed:
-        print(f"simplenet-edu: error: {failed} of {len(rows)} images could not be read (listed above and in "
-              f"{out / 'scores.csv'}, column 'error')", file=sys.stderr)
+        print(f"simplenet-edu: error: {failed} of {len(writer.rows)} images could not be read (listed above and in "
+              f"{table}, column 'error')", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .deploy import export_onnx, read_evaluation
+    from .model import SimpleNet
+
+    model = SimpleNet.load(args.checkpoint, device="cpu")
+    images = None
+    if args.images:
+        import torch
+
+        from . import data as data_lib
+
+        paths = data_lib.require_images(args.images)[: args.n_images]
+        images = torch.stack([data_lib.load_image(p, model.resize_shape, model.image_shape) for p in paths])
+    evaluation = read_evaluation(args.evaluation, model) if args.evaluation else None
+    report = export_onnx(model, args.output, images=images, tolerance=args.tolerance, exporter=args.exporter,
+                         evaluation=evaluation)
+    source = f"the images of {args.images}" if args.images else "random images"
+    print(f"model written to {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {report.exporter} exporter)")
+    print(f"checked on {report.n_images} {source}: onnxruntime - torch at most {report.max_score_difference:.2g} "
+          f"on scores, {report.max_map_difference:.2g} on maps (tolerance {report.tolerance:g})")
+    if model.threshold_normal is not None:
+        print(f"thresholds in its metadata: normal {model.threshold_normal:.4f}, pixel {model.pixel_threshold_normal:.4f}"
+              + (f", F1 (chosen on the test set) {evaluation['threshold_f1']:.4f}" if evaluation else ""))
     return 0
 
 
@@ -339,6 +368,35 @@ simplenet-edu installed; only this machine writes DIR.
 """
 
 
+PREDICT_HELP = """\
+Writes, in --output-dir, one PNG per image and scores.csv.
+
+PNG (default): the image under its anomaly map (jet colours: green at the pixel threshold from held-out
+normal images, red above), a white contour around the pixels at or above that threshold, and the
+normalised score in the corner, on red when the image is anomalous. --no-overlay: the raw map as a
+16-bit grayscale PNG, map = map_min + pixel / 65535 * (map_max - map_min), with map_min and map_max in
+scores.csv and in the PNG's text chunks.
+
+scores.csv: path, score (raw), normalised_score, anomalous (yes/no at the threshold from held-out
+normal images), heatmap, map_min, map_max, error (why an image could not be read).
+
+  normalised_score = 1 / (1 + 9 ** (-(score - threshold) / spread))
+
+threshold: the normal threshold; spread: 1.4826 x the median absolute deviation of the scores of the
+normal images the model was fitted on. It reads 0.5 at the threshold (so >= 0.5 is 'anomalous'), 0.9
+one spread above, 0.1 one spread below.
+"""
+
+EXPORT_HELP = """\
+Exports the whole inference path (images [B, 3, H, W] RGB in [0, 1] -> scores [B], maps [B, H, W];
+normalisation, upsampling and smoothing inside; dynamic batch axis) as ONNX, with the thresholds, the
+normalised-score anchors and the configuration in its metadata. Before writing, onnxruntime and torch
+score the same images; when any score or map value differs by more than --tolerance the export is
+refused (one line, exit code 2) and nothing is written. Run the file with
+`simplenet-edu predict --model model.onnx` (needs only onnxruntime: pip install "simplenet-edu[onnx]").
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simplenet-edu", description=COMMON_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -364,12 +422,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="score a folder of images with a saved model")
-    predict.add_argument("--checkpoint", required=True)
+    predict = sub.add_parser("predict", help="score a folder of images with a saved or exported model",
+                             description=PREDICT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = predict.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model.onnx (from export; runs under onnxruntime, without torch) or a "
+                                       "checkpoint model.pt")
+    which.add_argument("--checkpoint", help="a checkpoint model.pt (as --model)")
     predict.add_argument("--images", required=True, help="folder of images")
     predict.add_argument("--output-dir", default="predictions")
-    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
+                         help="heat maps over the images (default); --no-overlay: raw maps as 16-bit PNGs")
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                         help="for a checkpoint (an ONNX model runs on the CPU)")
     predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="write a trained model as ONNX, checked against torch",
+                            description=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--checkpoint", required=True, help="model.pt from simplenet-edu train")
+    export.add_argument("--output", default="model.onnx", help="ONNX file to write (default model.onnx)")
+    export.add_argument("--images", help="folder of images to check the export on (default: random images)")
+    export.add_argument("--n-images", type=int, default=8, help="at most this many of them (default 8)")
+    export.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest |onnxruntime - torch| allowed on any score or map value (default 1e-4)")
+    export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                        help="torch's TorchScript-based exporter (default) or the torch.export-based one "
+                             "(needs onnxscript)")
+    export.add_argument("--evaluation", metavar="JSON", help="results.json of evaluate --checkpoint on this "
+                        "model: its F1 threshold goes into the metadata too")
+    export.set_defaults(func=cmd_export)
 
     ablate = sub.add_parser("ablate", help="change one part at a time from the paper default; table of metrics")
     ablate.add_argument("--data", required=True, help="MVTec-layout folder")

@@ -53,7 +53,7 @@ def test_train_then_predict_writes_heat_maps_and_scores(demo, tmp_path, capsys):
     assert code == 0
     rows = list(csv.DictReader((out_dir / "scores.csv").open()))
     assert len(rows) == 2
-    assert {row["anomalous"] for row in rows} <= {"0", "1"}
+    assert {row["anomalous"] for row in rows} <= {"yes", "no"}
     for row in rows:
         heat = Image.open(out_dir / row["heatmap"])
         assert heat.size == (64, 64)
