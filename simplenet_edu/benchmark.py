@@ -407,6 +407,7 @@ def _local_pool(specs: list[dict], workers: int, threads: int, gpus: list[str]) 
             queue.put(gpus[i % len(gpus)])
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, queue))
     futures = {pool.submit(execute, spec): index for index, spec in enumerate(specs)}
+    finished = False
     try:
         for future in as_completed(futures):
             index = futures[future]
@@ -415,7 +416,11 @@ def _local_pool(specs: list[dict], workers: int, threads: int, gpus: list[str]) 
             except Exception as error:  # the worker process died (killed, out of memory, ...)
                 record = _failed_record(specs[index], f"worker process failed: {_one_line(error)}")
             yield index, record
+        finished = True
     finally:
+        if not finished:  # interrupted: stop the jobs in flight now rather than wait for them
+            for process in dict(getattr(pool, "_processes", None) or {}).values():
+                process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
