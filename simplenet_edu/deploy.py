@@ -33,10 +33,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
 from .errors import InputError
+from .features import resize_to_grid
 from .heatmaps import NORMALISED_FORMULA, RAW_MAP_FORMULA
 from .localization import axis_operator
 from .model import FoldedScorer, SimpleNet
@@ -77,10 +79,13 @@ class SimpleNetInference(nn.Module):
             self.register_buffer("head", folded.head.detach().clone())
             self.slope, self.padding, self.n_layers = folded.slope, folded.padding, len(folded.kernels)
         else:
-            self.aggregation, self.adaptor, self.discriminator = (
-                model.extractor.aggregation, model.adaptor, model.discriminator)
-            self.aggregation.kernels(self.backbone.channels)   # computed now, so the trace sees constants
-            self.dim = model.config.target_embed_dim
+            # Local aggregation in its folded form (LocalAggregation.forward), the kernels as buffers.
+            aggregation = model.extractor.aggregation
+            kernels = aggregation.kernels(self.backbone.channels)
+            for i, kernel in enumerate(kernels):
+                self.register_buffer(f"aggregation{i}", kernel.detach().clone())
+            self.padding, self.n_layers = (aggregation.patch_size - 1) // 2, len(kernels)
+            self.adaptor, self.discriminator = model.adaptor, model.discriminator
         (height, width), (h, w) = tuple(model.image_shape), model.grid()
         self.grid = (h, w)
         sigma = float(model.config.smoothing_sigma)
@@ -93,8 +98,11 @@ class SimpleNetInference(nn.Module):
         if self.folded:
             kernels = [getattr(self, f"kernel{i}") for i in range(self.n_layers)]
             return FoldedScorer(kernels, self.bias, self.head, self.slope, self.padding)(maps)
-        features, _ = self.aggregation(maps)                                     # [B, h*w, D]
-        grids = features.reshape(-1, *self.grid, self.dim)                       # batch stays symbolic
+        features = 0
+        for i, fmap in enumerate(maps):
+            kernel = getattr(self, f"aggregation{i}")
+            features = features + resize_to_grid(F.conv2d(fmap, kernel, padding=self.padding), self.grid)
+        grids = features.permute(0, 2, 3, 1)                                     # [B, h, w, D]
         return -self.discriminator(self.adaptor(grids)).float()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
