@@ -257,9 +257,14 @@ def cmd_predict(args) -> int:
 
 def cmd_export(args) -> int:
     from .deploy import export_onnx, read_evaluation
-    from .model import SimpleNet
 
-    model = SimpleNet.load(args.checkpoint, device="cpu")
+    try:
+        from .models import load_model  # either model class, by what the checkpoint holds
+    except ImportError:
+        from .model import SimpleNet
+
+        load_model = SimpleNet.load
+    model = load_model(args.checkpoint, device="cpu")
     images = None
     if args.images:
         import torch

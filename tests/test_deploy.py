@@ -139,13 +139,17 @@ def test_cli_refusal_is_one_line_and_exit_code_2(trained, tmp_path, capsys, monk
     assert "maps 0.01" in err and not target.exists() and leftovers(tmp_path) == []
 
 
-def test_unfolded_variant_exports_too_and_conv_adaptor_is_refused(tmp_path):
+def test_unfolded_non_square_variant_exports_too_and_conv_adaptor_is_refused(tmp_path):
     # Untrained heads in evaluation mode give scores as definite as trained ones: enough to compare.
-    model = SimpleNet(SimpleNetConfig.quick(image_size=64, discriminator="conv", device="cpu")).eval()
+    model = SimpleNet(SimpleNetConfig.quick(image_size=(48, 80), discriminator="conv", device="cpu")).eval()
     model.sigma = 1.0
     report = deploy.export_onnx(model, tmp_path / "conv.onnx")
     assert report.max_score_difference <= deploy.DEFAULT_TOLERANCE
     assert report.max_map_difference <= deploy.DEFAULT_TOLERANCE
+    onnx_model = onnx_predict.OnnxModel(report.path)
+    assert onnx_model.image_shape == (48, 80) and onnx_model.threshold_normal is None
+    images = torch.rand(3, 3, 48, 80, generator=torch.Generator().manual_seed(1))
+    assert np.abs(onnx_model.predict(images.numpy())[1] - model.predict(images)[1].numpy()).max() <= 1e-4
     conv = SimpleNet(SimpleNetConfig.quick(image_size=64, adaptor="conv", device="cpu")).eval()
     conv.sigma = 1.0
     with pytest.raises(InputError, match="adaptor cannot be exported"):
@@ -198,14 +202,18 @@ def test_predict_through_onnx_equals_predict_through_torch(exported, trained, de
 
 
 def test_onnx_predict_never_imports_torch(exported, demo, tmp_path):
+    """As on a machine without them: importing torch (or the other training packages) fails there."""
     out_dir = tmp_path / "pred"
     script = (
         "import sys\n"
+        "for name in ('torch', 'torchvision', 'timm', 'matplotlib', 'scipy', 'sklearn', 'skimage', 'tqdm'):\n"
+        "    sys.modules[name] = None\n"
         "from simplenet_edu.cli import main\n"
         f"code = main(['--quiet', 'predict', '--model', {str(exported)!r}, '--images', "
         f"{str(demo / 'test' / 'scratch')!r}, '--output-dir', {str(out_dir)!r}])\n"
-        "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'matplotlib') if m in sys.modules)\n"
-        "print(code, heavy)\n"
+        "loaded = sorted(m for m, module in sys.modules.items() if module is not None and m.split('.')[0] in\n"
+        "                ('torch', 'torchvision', 'timm', 'matplotlib', 'scipy', 'sklearn', 'skimage', 'tqdm'))\n"
+        "print(code, loaded)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
