@@ -598,6 +598,9 @@ class SimpleNet(torch.nn.Module):
         if payload.get("version") != CHECKPOINT_VERSION:
             raise InputError(path, f"checkpoint version {payload.get('version')} is not supported "
                                    f"(this simplenet-edu reads version {CHECKPOINT_VERSION})")
+        if payload.get("model", "simplenet") != "simplenet":  # the kind: only SuperSimpleNet files carry it
+            raise InputError(path, f"is a {payload['model']} checkpoint, not a SimpleNet one: load it with "
+                                   "simplenet_edu.models.load_model (or SuperSimpleNet.load)")
         config = SimpleNetConfig.from_dict(payload["config"])
         if device is not None:
             config.device = device
