@@ -26,9 +26,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
     group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
     group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
-    group.add_argument("--image-size", type=int, nargs="+", metavar="N",
-                       help="resize images to N x N pixels; two numbers H W resize to height H, width W "
-                            "(height first)")
+    group.add_argument("--image-size", type=int, nargs="+", metavar=("H", "W"),
+                       help="one number: resize images to H x H pixels; two: to height H, width W (height "
+                            "first, then width)")
     group.add_argument("--keep-aspect", action="store_true", default=None,
                        help="keep the training images' aspect ratio: the short side gets --image-size, the "
                             "long side follows (rounded to the backbone's stride, 16), fixed at training and "

@@ -117,7 +117,7 @@ class MVTecDataset(Dataset):
         test = self.root / "test"
         if not test.is_dir():
             raise InputError(test, "folder not found: the test split needs test/good/ and test/<defect>/")
-        return sorted(folder for folder in test.iterdir() if folder.is_dir())
+        return sorted(folder for folder in test.iterdir() if folder.is_dir() and not folder.name.startswith("."))
 
     def _keep_only(self, files: list[str | Path]) -> None:
         wanted = {Path(file).resolve() for file in files}
