@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from .errors import InputError
 
 RESULT_FORMAT = 1                 # bump when a job's result changes meaning: old results then rerun
-MODEL_KINDS = ("simplenet",)      # every kind that run_job can build
+MODEL_KINDS = ("simplenet", "supersimplenet")   # every kind that run_job can build
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 RAY_INSTALL = 'pip install -e ".[cluster]" in the repository (or pip install "ray[default]")'
 DEFAULT_RAY_CPUS = 2              # CPUs a job asks for on a cluster without GPUs
@@ -93,6 +93,10 @@ def run_job(category_root: str | Path, config: dict, seed: int, model_kind: str 
         from .model import SimpleNet, SimpleNetConfig
 
         model = SimpleNet(SimpleNetConfig.from_dict({**config, "seed": seed})).fit(root, progress=progress)
+    elif model_kind == "supersimplenet":
+        from .supersimplenet import SuperSimpleNet, SuperSimpleNetConfig
+
+        model = SuperSimpleNet(SuperSimpleNetConfig.from_dict({**config, "seed": seed})).fit(root, progress=progress)
     else:
         raise InputError("--model", f"unknown model {model_kind!r}; choose from {', '.join(MODEL_KINDS)}")
     return _report(model, evaluate(model, root, progress=progress))

@@ -22,6 +22,9 @@ COMMON_HELP = "Train SimpleNet on normal images and find anomalies, on a CPU or 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
+    group.add_argument("--model", choices=["simplenet", "supersimplenet"], default="simplenet",
+                       help="simplenet (Liu et al. 2023; default) or supersimplenet (Rolih et al. 2024, its "
+                            "successor: Perlin-masked anomalies, segmentation and classification heads)")
     group.add_argument("--preset", choices=["default", "paper", "quick"], default="default",
                        help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
     group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
@@ -46,7 +49,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top."""
+    """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top
+    (a ``SuperSimpleNetConfig`` with ``--model supersimplenet``)."""
+    if getattr(args, "model", "simplenet") == "supersimplenet":
+        return _build_supersimplenet_config(args)
     from . import data as data_lib
     from .model import SimpleNetConfig
     from .variants import CHOICES, check
@@ -74,6 +80,30 @@ def build_config(args: argparse.Namespace):
     return config
 
 
+def _build_supersimplenet_config(args: argparse.Namespace):
+    """``--model supersimplenet``: its preset with the options that it shares with SimpleNet."""
+    from .choices import CHOICES
+    from .supersimplenet import SuperSimpleNetConfig
+
+    for option in (*CHOICES, "topk", "keep_aspect"):
+        if getattr(args, option, None) is not None:
+            raise InputError(f"--{option.replace('_', '-')}", "is a SimpleNet option; SuperSimpleNet has no such part")
+    preset = {"default": SuperSimpleNetConfig, "paper": SuperSimpleNetConfig.paper,
+              "quick": SuperSimpleNetConfig.quick}[args.preset]()
+    size = args.image_size
+    if size is not None and (len(size) != 1 or size[0] < 1):
+        raise InputError("--image-size", "SuperSimpleNet takes one positive integer (square images)")
+    overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": size and size[0],
+                 "steps": args.steps, "epochs": args.epochs, "seed": args.seed, "device": args.device}
+    for key in ("steps", "epochs"):
+        if overrides[key] is not None and overrides[key] < 1:
+            raise InputError(f"--{key}", "must be a positive integer")
+    values = {**preset.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+    if args.epochs is not None:
+        values["steps"] = None   # a budget in passes replaces the preset's steps
+    return SuperSimpleNetConfig.from_dict(values)
+
+
 def _write_atomic(path: Path, text: str, newline: str | None = None) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +119,7 @@ def _write_atomic(path: Path, text: str, newline: str | None = None) -> None:
 def _report(model, result) -> dict:
     metrics = result.metrics
     return {
+        "model": getattr(model, "kind", "simplenet"),
         "image_auroc": metrics["image_auroc"],
         "pixel_auroc": metrics["pixel_auroc"],
         "aupro": metrics["aupro"],
@@ -139,11 +170,11 @@ def _check(root: Path, config=None, need_train: bool = True, need_test: bool = F
 
 
 def _train(args, root: Path, need_test: bool = False):
-    from .model import SimpleNet
+    from .models import model_class
 
     config = build_config(args)
     _check(root, config, need_test=need_test)  # before the backbone is even loaded
-    return SimpleNet(config).fit(root, progress=not args.quiet)
+    return model_class(getattr(args, "model", "simplenet"))(config).fit(root, progress=not args.quiet)
 
 
 def cmd_train(args) -> int:
@@ -158,12 +189,12 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
-    from .model import SimpleNet
+    from .models import load_model
 
     root = Path(args.data)
     if args.checkpoint:
         _check(root, need_train=False, need_test=True)
-        model = SimpleNet.load(args.checkpoint, device=args.device)
+        model = load_model(args.checkpoint, device=args.device)   # either model: the file says which
     else:
         model = _train(args, root, need_test=True)
     result = evaluate(model, root, progress=not args.quiet)
@@ -202,9 +233,9 @@ def _predictor(args, paths: list[Path]):
 
     from . import data as data_lib
     from .heatmaps import Calibration
-    from .model import SimpleNet
+    from .models import load_model
 
-    model = SimpleNet.load(model_path, device=args.device)
+    model = load_model(model_path, device=args.device)   # SimpleNet or SuperSimpleNet: the file says which
     items = ((path, image if isinstance(image, InputError) else image.numpy())
              for path, image in data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths))
 
@@ -316,6 +347,8 @@ def cmd_ablate(args) -> int:
 
     if args.seeds < 1:
         raise InputError("--seeds", "must be a positive integer")
+    if args.model != "simplenet":
+        raise InputError("--model", "ablate changes SimpleNet's parts; it has no SuperSimpleNet rows")
     config = build_config(args)
     variants = args.variants.split(",") if args.variants else None
     _check(Path(args.data), config, need_test=True)

@@ -53,7 +53,7 @@ from .backbones import load_backbone
 from .errors import InputError
 from .localization import anomaly_maps
 from .losses import SuperSimpleNetLoss
-from .model import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, resolve_device
+from .model import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, resolve_device, robust_spread
 from .noise import noise_sigma
 from .perlin import PerlinAnomalyGenerator
 from .segdec import SegmentationDetectionModule
@@ -206,14 +206,10 @@ def read_training_set(root: str | Path, image_size: int, crop_size: int | None =
     ``train/<defect>`` folder, each image with its ``ground_truth/<defect>/<name>_mask.png``
     (see the module docstring). A plain folder of images is read as normal images."""
     root = Path(root)
-    if root.is_dir() and not (root / "train").exists():
-        normal, anomalous = data_lib.list_images(root), []
-        if not normal:
-            raise InputError(root, "no images found")
-    else:
-        root = data_lib.check_mvtec_folder(root)
-        normal = data_lib.list_images(root / "train" / "good")
-        anomalous = []
+    # The whole folder first, every problem at once, before any model work (as SimpleNet.fit).
+    normal = data_lib.check_dataset(root, image_size=image_size, crop_size=crop_size).train
+    anomalous = []
+    if (root / "train").is_dir():
         if supervised == "auto":
             for folder in sorted(p for p in (root / "train").iterdir() if p.is_dir() and p.name != "good"):
                 anomalous += [(path, root / "ground_truth" / folder.name / f"{path.stem}_mask.png")
@@ -272,6 +268,8 @@ class SuperSimpleNet(torch.nn.Module):
         self.sigma: float | None = None
         self.threshold_normal: float | None = None
         self.pixel_threshold_normal: float | None = None
+        self.normal_score_spread: float | None = None
+        self.normal_pixel_spread: float | None = None
         self.n_train = self.n_holdout = self.n_anomalous_train = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
@@ -363,12 +361,18 @@ class SuperSimpleNet(torch.nn.Module):
         start = time.perf_counter()
         self._train(maps, cells.to(self.device), labels.to(self.device), progress)
         self.timings["seconds_train"] = time.perf_counter() - start
+        normal = (labels == 0).nonzero().flatten().tolist()
+        scored = [self.score_maps([m[normal] for m in maps])] if normal else []   # normal training images
         if holdout is not None:
             from .metrics import threshold_from_normal
 
             scores, amaps = self.score_maps(holdout)
+            scored.append((scores, amaps))
             self.threshold_normal = threshold_from_normal(scores.numpy(), cfg.normal_max_fpr)
             self.pixel_threshold_normal = threshold_from_normal(amaps.flatten().numpy(), cfg.normal_max_fpr)
+        if scored:  # display scale of deployed scores (heatmaps.normalised), as SimpleNet's
+            self.normal_score_spread = robust_spread(torch.cat([s for s, _ in scored]).numpy())
+            self.normal_pixel_spread = robust_spread(torch.cat([a.flatten() for _, a in scored]).numpy())
         return self
 
     def _train(self, maps, cells, labels, progress: bool) -> None:
@@ -465,7 +469,9 @@ class SuperSimpleNet(torch.nn.Module):
             "adaptor": self.adaptor.state_dict(), "head": self.head.state_dict(),
             "state": {"feature_std": self.feature_std, "sigma": self.sigma, "supervised": self.supervised,
                       "stop_grad": self.head.stop_grad, "threshold_normal": self.threshold_normal,
-                      "pixel_threshold_normal": self.pixel_threshold_normal, "n_train": self.n_train,
+                      "pixel_threshold_normal": self.pixel_threshold_normal,
+                      "normal_score_spread": self.normal_score_spread, "normal_pixel_spread": self.normal_pixel_spread,
+                      "n_train": self.n_train,
                       "n_holdout": self.n_holdout, "n_anomalous_train": self.n_anomalous_train,
                       "resize_shape": list(self.resize_shape), "image_shape": list(self.image_shape),
                       "timings": self.timings},

@@ -234,3 +234,32 @@ def test_supervised_folder_layout(tmp_path):
     shutil.copy(source, root / "train" / "hole" / source.name)   # same name as a test image
     with pytest.raises(InputError, match="both"):
         read_training_set(root, 64)
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_train_predict_evaluate_with_supersimplenet(tmp_path, capsys):
+    import csv
+    import json
+
+    from simplenet_edu.cli import main
+
+    root = make_demo_dataset(tmp_path / "demo", "grass", image_size=64, n_train=6, n_test_good=2,
+                             n_test_per_defect=1)
+    fast = ["--model", "supersimplenet", "--preset", "quick", "--image-size", "64", "--steps", "3", "--device", "cpu"]
+    checkpoint = tmp_path / "ssn.pt"
+    assert main(["--quiet", "train", "--data", str(root), *fast, "--output", str(checkpoint)]) == 0
+    assert checkpoint_kind(checkpoint) == "supersimplenet"
+    # predict and evaluate read the kind from the checkpoint: no --model needed
+    assert main(["--quiet", "predict", "--checkpoint", str(checkpoint), "--images", str(root / "test" / "hole"),
+                 "--output-dir", str(tmp_path / "pred"), "--device", "cpu"]) == 0
+    assert len(list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))) == 1
+    report = tmp_path / "report.json"
+    assert main(["--quiet", "evaluate", "--data", str(root), "--checkpoint", str(checkpoint), "--device", "cpu",
+                 "--output", str(report)]) == 0
+    values = json.loads(report.read_text())
+    assert values["model"] == "supersimplenet" and values["config"]["steps"] == 3 and values["n_train"] == 5
+    capsys.readouterr()
+    assert main(["--quiet", "train", "--data", str(root), *fast, "--generator", "perlin"]) == 2
+    assert "--generator: is a SimpleNet option" in capsys.readouterr().err
