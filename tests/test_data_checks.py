@@ -129,7 +129,7 @@ def test_misnamed_mask_gets_a_hint(demo):
 
 def test_a_defect_without_its_mask_folder_is_one_line(demo):
     shutil.rmtree(demo / "ground_truth/crack")
-    with pytest.raises(InputError, match="folder missing: the 1 images of test/crack/ have no masks") as error:
+    with pytest.raises(InputError, match="folder missing: the image of test/crack/ has no mask") as error:
         check_dataset(demo, need_test=True)
     assert error.value.where == str(demo / "ground_truth/crack")
 

@@ -67,15 +67,16 @@ def _verdict(path: Path) -> tuple[int, int] | str:
     except OSError as error:
         return f"cannot read file ({error.strerror or error})"
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _MEMO:
-        try:
-            _MEMO[key] = _read(path).size
-        except InputError as error:
-            _MEMO[key] = error.problem
-        if len(_MEMO) > _MEMO_LIMIT:
-            _MEMO.clear()
-            _MEMO[key] = _verdict(path)
-    return _MEMO[key]
+    if key in _MEMO:
+        return _MEMO[key]
+    try:
+        verdict = _read(path).size
+    except InputError as error:
+        verdict = error.problem
+    if len(_MEMO) >= _MEMO_LIMIT:  # a long-lived process that has seen very many files starts afresh
+        _MEMO.clear()
+    _MEMO[key] = verdict
+    return verdict
 
 
 def _verdicts(paths: list[Path]) -> dict[Path, tuple[int, int] | str]:
@@ -141,8 +142,10 @@ def _mask_problems(root: Path, test: list[Path], kinds: list[str], problems: lis
             if kind not in missing_folders:
                 missing_folders.add(kind)
                 count = kinds.count(kind)
-                problems.append(InputError(folder, f"folder missing: the {count} images of test/{kind}/ have no "
-                                                   f"masks (ground_truth/ exists, so every anomalous image needs one)"))
+                which = f"the image of test/{kind}/ has no mask" if count == 1 else \
+                    f"the {count} images of test/{kind}/ have no masks"
+                problems.append(InputError(folder, f"folder missing: {which} (ground_truth/ exists, so every "
+                                                   f"anomalous image needs one)"))
             continue
         mask = folder / f"{image.stem}_mask.png"
         if not mask.is_file():
