@@ -38,6 +38,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                             "saved with the model")
     group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
     group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
+    group.add_argument("--select", choices=["last", "validation"],
+                       help="keep the last step's heads, or the checkpoint that scores best on held-out normal "
+                            "images with painted defects (never test images)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     from .choices import CHOICES  # torch-free: building the parser must not load torch
@@ -68,7 +71,8 @@ def build_config(args: argparse.Namespace):
             config.crop_size = None  # a preset's crop (paper: 329 -> 288) only where it fits
     overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": size,
                  "keep_aspect": args.keep_aspect,
-                 "steps": args.steps, "epochs": args.epochs, "seed": args.seed, "device": args.device, "topk": args.topk}
+                 "steps": args.steps, "epochs": args.epochs, "select": args.select, "seed": args.seed,
+                 "device": args.device, "topk": args.topk}
     overrides.update({part: getattr(args, part) for part in CHOICES})
     for key, value in overrides.items():
         if value is not None:
@@ -136,6 +140,11 @@ def _report(model, result) -> dict:
         "seconds_features": model.timings.get("seconds_features"),
         "seconds_train": model.timings.get("seconds_train"),
         "ms_per_image_inference": result.ms_per_image,
+        # Honest stopping: scores on held-out normal images with painted defects (validation.py), at
+        # each checkpoint of the run, and the step whose heads were kept.
+        "selected_step": getattr(model, "selected_step", None),
+        "validation": [{k: v for k, v in row.items() if k == "step" or k.startswith("val_")}
+                       for row in getattr(model, "history", []) if "val_score" in row],
         "config": model.config.to_dict(),
     }
 

@@ -17,6 +17,7 @@ paper's choices.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -39,6 +40,7 @@ from .errors import InputError
 from .features import FeatureExtractor, LocalAggregation, pool_to_dim, resize_to_grid
 from .localization import anomaly_maps
 from .noise import noise_sigma
+from .validation import ValidationSet, painted_validation_set, validation_scores
 
 CHECKPOINT_FORMAT = "simplenet-edu"
 CHECKPOINT_VERSION = 1
@@ -75,6 +77,10 @@ class SimpleNetConfig:
     lr_adaptor: float = 5e-4              # AdamW, weight decay 0.01 (paper: 1e-4)
     lr_discriminator: float = 1e-3        # Adam, weight decay 1e-5 (paper: 2e-4)
     lr_schedule: str = "constant"         # constant | cosine (decay to 0 over the run)
+    # Honest stopping (validation.py): held-out normal images with painted defects, never test images
+    val_checkpoints: int = 5              # score the painted validation set this often (0: never)
+    val_images: int = 8                   # at most this many held-out images are painted
+    select: str = "last"                  # last | validation (the checkpoint that scores best there)
     # Scoring
     smoothing_sigma: float = 4.0
     holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
@@ -368,6 +374,7 @@ class SimpleNet(torch.nn.Module):
         self.normal_pixel_spread: float | None = None
         self.n_train = self.n_holdout = 0
         self.history: list[dict] = []
+        self.selected_step: int | None = None   # the step whose heads were kept (the last, by default)
         self.timings: dict[str, float] = {}
         self.to(self.device)
 
@@ -406,16 +413,22 @@ class SimpleNet(torch.nn.Module):
         bank = self.extract(train_images, progress=progress, layers=layers)        # [N, h*w, F] cached
         self.timings["seconds_features"] = time.perf_counter() - start
         holdout = None if holdout_images is None else self.extract(holdout_images, layers=layers)
-        return self.fit_features(bank, self.grid(), holdout, progress)
+        validation = None
+        if holdout_images is not None and self.config.val_checkpoints > 0:
+            painted = painted_validation_set(holdout_images[: self.config.val_images], self.config.seed)
+            validation = (painted, self.extract(painted.images, layers=layers))
+        return self.fit_features(bank, self.grid(), holdout, progress, validation)
 
     def fit_features(self, bank: torch.Tensor, grid: tuple[int, int], holdout: torch.Tensor | None = None,
-                     progress: bool = True) -> "SimpleNet":
+                     progress: bool = True, validation: "tuple[ValidationSet, torch.Tensor] | None" = None,
+                     ) -> "SimpleNet":
         """Train the heads on precomputed features (what :meth:`fit` does after the backbone).
 
         ``bank [N, h*w, F]``: the training images' features from :meth:`extract` (``F = D``; the
         ``conv`` adaptor reads ``layers=True`` features), on the ``grid = (h, w)``; ``holdout``: the
-        same for held-out normal images, which set ``threshold_normal``. Lets an ablation extract
-        once and train many heads.
+        same for held-out normal images, which set ``threshold_normal``; ``validation``: a
+        :class:`~simplenet_edu.validation.ValidationSet` and its features, scored at
+        ``config.val_checkpoints`` points of the run. Lets an ablation extract once and train many heads.
         """
         cfg = self.config
         start = time.perf_counter()
@@ -428,7 +441,7 @@ class SimpleNet(torch.nn.Module):
         self.timings.setdefault("seconds_features", time.perf_counter() - start)
 
         start = time.perf_counter()
-        self._train(bank, grid, progress)
+        self._train(bank, grid, progress, validation)
         self.timings["seconds_train"] = time.perf_counter() - start
 
         scored = [self.score_features(bank, grid)]                 # training images: (scores [N], maps)
@@ -446,8 +459,9 @@ class SimpleNet(torch.nn.Module):
         self.normal_pixel_spread = robust_spread(torch.cat([m.flatten() for _, m in scored]).numpy())
         return self
 
-    def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool) -> None:
-        """``config.steps`` optimiser steps (or ``config.epochs`` passes) over the cached ``bank``."""
+    def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool, validation=None) -> None:
+        """``config.steps`` optimiser steps (or ``config.epochs`` passes) over the cached ``bank``;
+        the painted ``validation`` set (if any) is scored at ``config.val_checkpoints`` points."""
         cfg = self.config
         optimizers = make_optimizers(cfg, self.adaptor, self.discriminator, self.generator)
         loss_fn = variants.make_loss(cfg)
@@ -457,8 +471,13 @@ class SimpleNet(torch.nn.Module):
             else PatchBatches(bank, cfg.batch_size, shuffle)
         total = training_steps(cfg, len(batches))
         schedulers = [make_schedule(opt, cfg.lr_schedule, total) for opt in optimizers]
-        # About twenty rows of history, or one per pass when the budget is given in passes.
+        # About twenty rows of history (one per pass when the budget is given in passes); validation
+        # checkpoints fall on rows, evenly spread, the last one at the end.
         every = len(batches) if cfg.epochs is not None else max(1, math.ceil(total / 20))
+        checkpoints = set() if validation is None else \
+            {min(total, every * math.ceil(total * i / cfg.val_checkpoints / every))
+             for i in range(1, cfg.val_checkpoints + 1)}
+        best = None                                                    # (val_score, step, state)
         self.train()
         self.history, window = [], []
         bar = tqdm(total=total, desc="train steps", disable=not progress)
@@ -466,14 +485,37 @@ class SimpleNet(torch.nn.Module):
             window.append(train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn))
             for schedule in schedulers:
                 schedule.step()
-            if step % every == 0 or step == total:
+            if step % every == 0 or step == total or step in checkpoints:
                 record = {key: float(np.mean([s[key] for s in window])) for key in window[0]}
+                if step in checkpoints:
+                    record.update(self._validate(validation, grid))
+                    if best is None or record["val_score"] >= best[0]:
+                        best = (record["val_score"], step, self._head_state())
                 self.history.append({"step": step, "epoch": step / len(batches), **record})
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 window = []
             bar.update()
         bar.close()
+        self.selected_step = total
+        if cfg.select == "validation" and best is not None:
+            self.selected_step = best[1]
+            self._load_head_state(best[2])
         self.eval()
+
+    def _validate(self, validation, grid: tuple[int, int]) -> dict:
+        """Scores on the painted validation set (``validation.py``), without disturbing training."""
+        painted, features = validation
+        scores, maps = self.score_features(features, grid)
+        self.train()
+        return validation_scores(painted.labels, painted.masks, scores.numpy(), maps.numpy())
+
+    def _head_state(self) -> dict:
+        parts = {"adaptor": self.adaptor, "discriminator": self.discriminator, "generator": self.generator}
+        return {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
+
+    def _load_head_state(self, state: dict) -> None:
+        for name, values in state.items():
+            getattr(self, name).load_state_dict(values)
 
     def _training_images(self, data) -> torch.Tensor:
         """``[N, 3, H, W]``. A folder is checked whole first (:func:`~simplenet_edu.data.check_dataset`:
@@ -571,6 +613,7 @@ class SimpleNet(torch.nn.Module):
                 "pixel_threshold_normal": self.pixel_threshold_normal,
                 "normal_score_spread": self.normal_score_spread, "normal_pixel_spread": self.normal_pixel_spread,
                 "n_train": self.n_train, "n_holdout": self.n_holdout, "timings": self.timings,
+                "selected_step": self.selected_step,
                 "resize_shape": self.resize_shape, "image_shape": self.image_shape,
             },
             "history": self.history,

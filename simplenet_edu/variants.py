@@ -37,6 +37,10 @@ def check(config) -> None:
             raise InputError(part, f"unknown variant {value!r}; choose from {', '.join(names)}")
     if not config.topk > 0:
         raise InputError("topk", f"must be > 0 (patches, or a share below 1), got {config.topk}")
+    if config.select not in ("last", "validation"):
+        raise InputError("select", f"must be 'last' or 'validation', got {config.select!r}")
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise InputError("lr_schedule", f"must be 'constant' or 'cosine', got {config.lr_schedule!r}")
 
 
 # ------------------------------------------------------------------ image scores
