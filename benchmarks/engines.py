@@ -3,7 +3,8 @@
 Runs the real command line (one fresh process per run, as a user would) on the three demo categories
 with the same jobs each time, on three engines:
 
-- ``--workers 1``: the jobs one after another in the command's own process;
+- ``--workers 1``: the jobs one after another in the command's own process (torch's default: one
+  thread per core), and the same with ``OMP_NUM_THREADS=1``;
 - ``--workers 2``: two local worker processes, half the cores' torch threads each;
 - ``--ray ADDRESS``: one Ray task per job on a local Ray cluster that this script starts once
   (``ray.init``, as ``ray start --head`` would), each task asking for half the cores, so that it has
@@ -38,14 +39,15 @@ from simplenet_edu.benchmark import available_cores  # noqa: E402
 from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset  # noqa: E402
 
 
-def run_cli(data: Path, engine: list[str], model: list[str], seeds: list[int]) -> dict:
+def run_cli(data: Path, engine: list[str], model: list[str], seeds: list[int], env: dict | None = None) -> dict:
     """One ``simplenet-edu benchmark`` in a fresh process and a fresh output folder: wall seconds and
     the mean of the jobs' own wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "simplenet_edu", "--quiet", "benchmark", "--data", str(data),
                    "--output", tmp, "--seeds", *map(str, seeds), *engine, *model]
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         if done.returncode != 0:
             sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -72,6 +74,11 @@ def main() -> None:
     cores = available_cores()
     half = max(1, cores // 2)
     engines = {"workers 1": ["--workers", "1"], "workers 2": ["--workers", "2"]}
+    # The same single process limited to one torch thread: how much of the speed-up is two threads of
+    # one process getting in each other's way rather than two processes working at once.
+    single = {"OMP_NUM_THREADS": "1"}
+    if cores > 1:
+        engines["workers 1, 1 thread"] = ["--workers", "1"]
     ray_start = None
     if not args.no_ray:
         import ray
@@ -87,7 +94,8 @@ def main() -> None:
     try:
         for repeat in range(args.repeats):
             for name in order if repeat % 2 == 0 else order[::-1]:
-                runs[name].append(run_cli(args.data_dir, engines[name], model, args.seeds))
+                env = single if name == "workers 1, 1 thread" else None
+                runs[name].append(run_cli(args.data_dir, engines[name], model, args.seeds, env))
                 print(f"repeat {repeat + 1}, {name}: {runs[name][-1]['wall_seconds']:.1f} s", file=sys.stderr)
     finally:
         if ray_start is not None:
@@ -95,6 +103,9 @@ def main() -> None:
 
     median = {name: statistics.median(r["wall_seconds"] for r in rs) for name, rs in runs.items()}
     figures = {"speedup_2_workers_over_1": median["workers 1"] / median["workers 2"]}
+    if "workers 1, 1 thread" in median:
+        figures["speedup_2_workers_over_1_single_thread"] = median["workers 1, 1 thread"] / median["workers 2"]
+        figures["one_thread_over_all_threads_1_worker"] = median["workers 1, 1 thread"] / median["workers 1"]
     if "ray" in median:
         figures["ray_over_2_workers"] = median["ray"] / median["workers 2"]
         figures["ray_minus_2_workers_seconds"] = median["ray"] - median["workers 2"]
@@ -106,9 +117,15 @@ def main() -> None:
              "| engine | wall s (median) | runs | mean s per job |", "|---|---:|---|---:|"]
     for name, rs in runs.items():
         per_job = statistics.median(r["job_seconds_mean"] for r in rs)
-        lines.append(f"| {' '.join(engines[name]) if name != 'ray' else '--ray (local cluster)'} | {median[name]:.1f} | "
+        label = {"ray": "--ray (local cluster)", "workers 1, 1 thread": "--workers 1, OMP_NUM_THREADS=1"}.get(
+            name, " ".join(engines[name]))
+        lines.append(f"| {label} | {median[name]:.1f} | "
                      f"{', '.join(format(r['wall_seconds'], '.1f') for r in rs)} | {per_job:.1f} |")
     lines += ["", f"speed-up of 2 workers over 1: {figures['speedup_2_workers_over_1']:.2f}x"]
+    if "workers 1, 1 thread" in median:
+        lines += [f"speed-up of 2 workers over 1 worker of one thread: "
+                  f"{figures['speedup_2_workers_over_1_single_thread']:.2f}x (one worker, one thread against all "
+                  f"{cores} threads: {figures['one_thread_over_all_threads_1_worker']:.2f}x the time)"]
     if "ray" in median:
         lines += [f"Ray over 2 local workers: {figures['ray_over_2_workers']:.2f}x "
                   f"({figures['ray_minus_2_workers_seconds']:+.1f} s per run; starting the cluster once: "

@@ -128,6 +128,7 @@ def execute(spec: dict) -> dict:
         if spec.get("threads"):
             torch.set_num_threads(int(spec["threads"]))
         record["torch_threads"] = torch.get_num_threads()
+        record["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
         result = run_job(spec["root"], spec["config"], spec["seed"], spec["model"])
         record.update(status="ok", error=None, result=result)
     except InputError as error:  # a data check lists every problem: the table shows the first
@@ -297,6 +298,11 @@ def _cell(row: dict, key: str, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _size(config: dict) -> str:
+    size = config.get("crop_size") or config.get("image_size")
+    return f"{size[0]} x {size[1]} px" if isinstance(size, (list, tuple)) else f"{size} px"
+
+
 def _budget(config: dict) -> str:
     if config.get("steps") is not None and config.get("epochs") is None:
         return f"{config['steps']} steps"
@@ -312,7 +318,7 @@ def to_markdown(table: dict) -> str:
     if table.get("command"):
         lines += [f"Made by `{table['command']}`.", ""]
     lines += [f"Model {table.get('model', 'simplenet')}: backbone {config.get('backbone')}, "
-              f"{config.get('image_size')} px, {_budget(config)}; the model of the last training step, "
+              f"{_size(config)}, {_budget(config)}; the model of the last training step, "
               f"nothing chosen on the test set. Mean ± sample std over seeds {seeds}; AUPRO up to a "
               f"false-positive rate of 0.3; seconds: wall time of one job (training and evaluation). "
               f"Jobs: {counts['done']} of {counts['total']} done, {counts['failed']} failed, "

@@ -19,6 +19,7 @@ from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset
 from simplenet_edu.errors import InputError
 
 FAST = ["--preset", "quick", "--image-size", "64", "--steps", "10", "--device", "cpu", "--seeds", "0"]
+LOCAL = [*FAST, "--device", "auto"]  # the local run's options (and so its fingerprint)
 GOOD = sorted(DEMO_CATEGORIES)
 
 
@@ -77,7 +78,11 @@ def check_run(output, code, out):
 @pytest.fixture(scope="module")
 def local_run(root, tmp_path_factory):
     output = tmp_path_factory.mktemp("bench_local") / "out"
-    code = main(["--quiet", "benchmark", "--data", str(root), "--output", str(output), "--workers", "2", *FAST])
+    with pytest.MonkeyPatch.context() as patch:
+        # As if this machine had GPUs 3 and 5: each worker must get one of its own. (Without CUDA,
+        # "--device auto" still runs on the CPU.)
+        patch.setattr(benchmark, "visible_gpus", lambda: ["3", "5"])
+        code = main(["--quiet", "benchmark", "--data", str(root), "--output", str(output), "--workers", "2", *LOCAL])
     return output, code
 
 
@@ -87,14 +92,28 @@ def test_two_local_workers_run_every_job_and_report_the_broken_one(local_run, ca
     # Two workers on this machine's cores: each runs its share of the torch threads.
     threads = max(1, benchmark.available_cores() // 2)
     assert {found[(c, "seed0.json")]["torch_threads"] for c in GOOD} == {threads}
+    gpu_of = {record["pid"]: record["cuda_visible_devices"] for record in found.values()}
+    assert set(gpu_of.values()) <= {"3", "5"} and len(set(gpu_of.values())) == len(gpu_of)
 
 
-def test_resume_reruns_only_the_deleted_job(root, local_run, tmp_path, capsys):
+@pytest.fixture
+def one_thread():
+    """The in-process job on one torch thread: on a busy machine two threads of one process mostly
+    wait for each other (benchmarks/README.md), and this test is about which jobs run, not how fast."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_resume_reruns_only_the_deleted_job(root, local_run, tmp_path, capsys, one_thread):
     output = tmp_path / "out"
     shutil.copytree(local_run[0], output)
     (output / "jobs" / "gravel" / "seed0.json").unlink()
     before = {p: p.read_bytes() for p in (output / "jobs").rglob("*.json")}
-    code, out, err = run(["benchmark", "--data", str(root), "--output", str(output), *FAST], capsys)
+    code, out, err = run(["benchmark", "--data", str(root), "--output", str(output), *LOCAL], capsys)
     # brick and grass were done; gravel was deleted and broken had failed: those two run again.
     assert "4 jobs (4 categories x 1 seeds): 2 done before, 2 to run" in err
     assert code == 1
@@ -104,7 +123,7 @@ def test_resume_reruns_only_the_deleted_job(root, local_run, tmp_path, capsys):
     again = json.loads((output / "jobs" / "gravel" / "seed0.json").read_text())
     assert again["status"] == "ok" and again["pid"] == os.getpid()  # ran now, in this process
     # A second rerun has nothing left but the broken category.
-    code, _, err = run(["benchmark", "--data", str(root), "--output", str(output), *FAST], capsys)
+    code, _, err = run(["benchmark", "--data", str(root), "--output", str(output), *LOCAL], capsys)
     assert "3 done before, 1 to run" in err
 
 
