@@ -46,16 +46,24 @@ class ClassificationHead(nn.Module):
     output and of the map; ``Linear(2 * channels + 2, 1)``.
     """
 
-    def __init__(self, dim: int, channels: int = 128, kernel: int = 5):
+    def __init__(self, dim: int, channels: int = 128, kernel: int = 5, init: str = "xavier"):
         super().__init__()
         if kernel % 2 != 1:
             raise ValueError("the classification head's kernel must be odd (a 'same' convolution)")
+        if init not in ("xavier", "map_max"):
+            raise ValueError(f"init must be 'xavier' or 'map_max', not {init!r}")
         self.conv = nn.Sequential(nn.Conv2d(dim + 1, channels, kernel, padding=kernel // 2),
                                   nn.BatchNorm2d(channels), nn.ReLU())
         self.fc = nn.Linear(2 * channels + 2, 1)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_normal_(module.weight)
+        if init == "map_max":
+            # Start as SimpleNet's image score: the logit is the map's maximum, the rest learns from 0.
+            with torch.no_grad():
+                self.fc.weight.zero_()
+                self.fc.bias.zero_()
+                self.fc.weight[0, 2 * channels] = 1.0
 
     def pooled(self, features: torch.Tensor, anomaly_map: torch.Tensor) -> torch.Tensor:
         """``[B, 2 * channels + 2]``: what the last linear layer reads."""
@@ -79,10 +87,10 @@ class SegmentationDetectionModule(nn.Module):
     """
 
     def __init__(self, dim: int, seg_hidden: int = 1024, cls_channels: int = 128, cls_kernel: int = 5,
-                 stop_grad: bool = True):
+                 stop_grad: bool = True, cls_init: str = "xavier"):
         super().__init__()
         self.seg = SegmentationHead(dim, seg_hidden)
-        self.cls = ClassificationHead(dim, cls_channels, cls_kernel)
+        self.cls = ClassificationHead(dim, cls_channels, cls_kernel, cls_init)
         self.stop_grad = stop_grad
 
     def forward(self, seg_features: torch.Tensor, cls_features: torch.Tensor | None = None):

@@ -83,6 +83,7 @@ class SuperSimpleNetConfig:
     cls_channels: int = 16                # paper: 128
     cls_kernel: int = 5
     cls_features: str = "adapted"         # "adapted" (ICPR paper, authors' code) | "backbone" (JIMS)
+    cls_init: str = "xavier"              # "xavier" (paper) | "map_max": the image logit starts as the map's max
     margin: float = 0.5
     focal_gamma: float = 4.0
     # Training
@@ -94,6 +95,7 @@ class SuperSimpleNetConfig:
     lr_cls: float = 2e-3                  # AdamW, weight decay 1e-5 (paper: 2e-4)
     lr_milestones: tuple[float, ...] = (0.8, 0.9)   # learning rate x lr_gamma at these shares of the run
     lr_gamma: float = 0.4
+    adam_beta2: float = 0.999             # AdamW's second-moment decay (torch's default, the paper's)
     supervised: str = "auto"              # "auto": use train/<defect> images and masks when there are any; "never"
     stop_grad: bool | None = None         # None: True unsupervised, False supervised (as the authors)
     clip_grad: float | None = None        # None: 1.0 supervised, off unsupervised (as the authors)
@@ -111,6 +113,7 @@ class SuperSimpleNetConfig:
         checks = {"upscale": self.upscale >= 1, "batch_size": self.batch_size >= 1,
                   "cls_kernel": self.cls_kernel % 2 == 1, "zero_prob": 0 <= self.zero_prob <= 1,
                   "cls_features": self.cls_features in ("adapted", "backbone"),
+                  "cls_init": self.cls_init in ("xavier", "map_max"),
                   "supervised": self.supervised in ("auto", "never"),
                   "steps": self.steps is not None or self.epochs is not None}
         for name, ok in checks.items():
@@ -258,7 +261,7 @@ class SuperSimpleNet(torch.nn.Module):
         self.dim = sum(self.backbone.channels)
         self.adaptor = FeatureAdaptor(self.dim)          # Linear(C, C) per cell = the paper's 1x1 conv
         self.head = SegmentationDetectionModule(self.dim, config.seg_hidden, config.cls_channels,
-                                                config.cls_kernel, stop_grad=True)
+                                                config.cls_kernel, stop_grad=True, cls_init=config.cls_init)
         side = config.crop_size or config.image_size
         self.resize_shape = (config.image_size, config.image_size)
         self.image_shape = (side, side)
@@ -388,7 +391,7 @@ class SuperSimpleNet(torch.nn.Module):
             {"params": self.adaptor.parameters(), "lr": cfg.lr_adaptor},              # weight decay 0.01
             {"params": self.head.seg.parameters(), "lr": cfg.lr_seg, "weight_decay": 1e-5},
             {"params": self.head.cls.parameters(), "lr": cfg.lr_cls, "weight_decay": 1e-5},
-        ])
+        ], betas=(0.9, cfg.adam_beta2))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, milestones, cfg.lr_gamma))
         loss_fn = SuperSimpleNetLoss(cfg.margin, cfg.focal_gamma)
         clip = cfg.clip_grad if cfg.clip_grad is not None else (1.0 if self.supervised else None)

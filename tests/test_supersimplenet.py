@@ -263,3 +263,9 @@ def test_cli_train_predict_evaluate_with_supersimplenet(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--quiet", "train", "--data", str(root), *fast, "--generator", "perlin"]) == 2
     assert "--generator: is a SimpleNet option" in capsys.readouterr().err
+
+
+def test_map_max_init_starts_the_image_logit_at_the_maps_maximum():
+    head = ClassificationHead(dim=3, channels=4, kernel=3, init="map_max")
+    features, amap = torch.randn(2, 5, 5, 3), torch.randn(2, 5, 5)
+    assert torch.allclose(head(features, amap), amap.flatten(1).amax(1))
