@@ -529,7 +529,8 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
         workers: local processes (ignored with ``ray_address``).
         ray_address: ``"auto"`` or ``"HOST:PORT"`` of a running Ray cluster: one task per job.
         gpus_per_job, cpus_per_job: what each Ray task asks for (see :func:`ray_task_options`).
-        progress: a progress bar over jobs and one line per finished job, on stderr.
+        progress: a progress bar over jobs, on stderr (the one line per finished job goes there too,
+            with or without it).
         command: the command line, quoted in the table.
 
     Returns:

@@ -391,7 +391,8 @@ def cmd_benchmark(args) -> int:
         command=args.command_line)
     print(to_markdown(table))
     output = Path(args.output)
-    print(f"table written to {output / 'table.md'} and {output / 'table.json'}; one result per job in {output / 'jobs'}")
+    print(f"{table['ran']} jobs run in {table['wall_seconds']:.0f} s, {table['skipped']} results reused; table written "
+          f"to {output / 'table.md'} and {output / 'table.json'}; one result per job in {output / 'jobs'}")
     if table["jobs"]["failed"]:
         print(f"simplenet-edu: {table['jobs']['failed']} of {table['jobs']['total']} jobs failed "
               f"(their errors are in the table); a rerun retries them", file=sys.stderr)
