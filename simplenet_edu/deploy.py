@@ -243,7 +243,7 @@ def export_onnx(model, output: str | os.PathLike, images: torch.Tensor | None = 
                 evaluation: dict | None = None,
                 perturb: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
                 ) -> ExportReport:
-    """Export ``model`` to ``output`` as ONNX, after checking onnxruntime against torch.
+    """Export ``model`` (moved to the CPU) to ``output`` as ONNX, after checking onnxruntime against torch.
 
     ``images [N, 3, H, W]`` in [0, 1]: the check images (default :func:`check_images`); they run as
     one batch and the first alone as another, which also checks the dynamic batch axis. ``tolerance``:
@@ -262,7 +262,9 @@ def export_onnx(model, output: str | os.PathLike, images: torch.Tensor | None = 
     except ImportError:
         raise InputError("export", f"needs onnx and onnxruntime ({INSTALL_HINT})") from None
     output = Path(output)
-    model = model.cpu().eval()
+    model = model.cpu().eval()         # exported and checked on the CPU (the model stays there)
+    if hasattr(model, "device"):
+        model.device = torch.device("cpu")
     module = inference_module(model)
     images = check_images(model, images)
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != tuple(model.image_shape):
