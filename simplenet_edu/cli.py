@@ -298,13 +298,9 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from .deploy import export_onnx, read_evaluation
 
-    try:
-        from .models import load_model  # either model class, by what the checkpoint holds
-    except ImportError:
-        from .model import SimpleNet
+    from .models import load_model
 
-        load_model = SimpleNet.load
-    model = load_model(args.checkpoint, device="cpu")
+    model = load_model(args.checkpoint, device="cpu")   # either class; export refuses one it cannot export
     images = None
     if args.images:
         import torch
