@@ -561,7 +561,11 @@ def _close_progress_bars() -> None:
     from tqdm import tqdm
 
     for bar in list(getattr(tqdm, "_instances", ())):
+        # Ctrl-C within a bar's first display, before tqdm records it, makes close() print nothing.
+        unfinished = not getattr(bar, "disable", True) and not hasattr(bar, "last_print_t")
         bar.close()
+        if unfinished:
+            bar.fp.write("\n")
 
 
 if __name__ == "__main__":  # pragma: no cover
