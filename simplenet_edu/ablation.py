@@ -64,6 +64,7 @@ class _SeedFeatures:
         self.defect_types = list(test.defect_types)
         self.masks = np.stack([item["mask"].numpy() for item in items]).astype(np.uint8) if test.has_masks else None
         self.size = tuple(test_images.shape[-2:])
+        self.shapes = model.resize_shape, model.image_shape  # fixed by the training images (keep_aspect)
         self.grid = model.grid()
         self.backbone = model.extractor.backbone
         self.layers = {
@@ -81,6 +82,7 @@ class _SeedFeatures:
 
 def _evaluate_row(cache: _SeedFeatures, config: SimpleNetConfig) -> dict:
     model = SimpleNet(config, backbone=cache.backbone)
+    model.resize_shape, model.image_shape = cache.shapes
     features = cache.inputs(model)
     model.fit_features(features["train"], cache.grid, features["holdout"], progress=False)
     scores, maps = model.score_features(features["test"], cache.grid, cache.size)
