@@ -178,8 +178,10 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
 
     with torch.no_grad():
         p_normal, p_fake = loss_fn.accuracy(normal_scores, fake_scores)
+        # adapted_std: the scale of the adapted features, against which the fixed noise sigma acts.
         return {"loss": loss.item(), "d_normal": normal_scores.mean().item(),
-                "d_fake": fake_scores.mean().item(), "p_normal": p_normal, "p_fake": p_fake}
+                "d_fake": fake_scores.mean().item(), "p_normal": p_normal, "p_fake": p_fake,
+                "adapted_std": normal.std().item()}
 
 
 def make_optimizers(config: SimpleNetConfig, adaptor, discriminator, generator=None) -> list:
