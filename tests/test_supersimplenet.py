@@ -269,3 +269,15 @@ def test_map_max_init_starts_the_image_logit_at_the_maps_maximum():
     head = ClassificationHead(dim=3, channels=4, kernel=3, init="map_max")
     features, amap = torch.randn(2, 5, 5, 3), torch.randn(2, 5, 5)
     assert torch.allclose(head(features, amap), amap.flatten(1).amax(1))
+
+
+def test_feature_bank_only_where_it_is_small(images):
+    # Upscale 1 caches the features themselves (2.2x the maps); upscale 2 rebuilds them every step
+    # from the cached maps (8.9x): both train to the same kind of model.
+    small = SuperSimpleNet(tiny(steps=1))
+    maps = small.extract(images)
+    assert small._feature_bank(maps).shape == (8, 8, 8, small.dim)
+    fine = SuperSimpleNet(tiny(steps=2, upscale=2))
+    assert fine._feature_bank(maps) is None
+    fine.fit(images, progress=False)
+    assert fine.grid() == (16, 16) and fine.predict(images[:2])[1].shape == (2, 64, 64)
