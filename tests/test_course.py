@@ -162,3 +162,22 @@ def test_folder_tree_lists_every_folder(tiny_set):
     tree = course.folder_tree(tiny_set)
     assert tree.splitlines()[0] == "brick/"
     assert "    train/" in tree and "        good/  (4 images: 000.png, 001.png, ...)" in tree
+
+
+def test_settings_table_reads_the_presets(env):
+    env.setenv("SIMPLENET_EDU_QUICK", "1")
+    header, quick_row, default_row, paper_row = course.settings_table().splitlines()
+    quick, default, paper = SimpleNetConfig.quick(), SimpleNetConfig(), SimpleNetConfig.paper()
+    assert header.split()[:3] == ["setting", "data", "input"]
+    assert quick_row.startswith("SIMPLENET_EDU_QUICK=1") and quick_row.endswith("<- this session")
+    assert f"{quick.steps} steps of {quick.batch_size} patches" in quick_row and "20 train, 128 px" in quick_row
+    assert f" {default.adaptor} " in default_row and f" {default.loss} " in default_row and "<-" not in default_row
+    assert f"{paper.epochs} passes of {paper.batch_size} patches" in paper_row
+    assert "329 px -> crop 288 px" in paper_row and "0.015 (absolute)" in paper_row
+
+
+def test_the_papers_table_averages_to_its_headline_numbers():
+    assert set(course.PAPER_MVTEC_AD) == set(data.MVTEC_CATEGORIES)
+    image = sum(i for i, _ in course.PAPER_MVTEC_AD.values()) / 15
+    pixel = sum(p for _, p in course.PAPER_MVTEC_AD.values()) / 15
+    assert (round(image, 1), round(pixel, 1)) == (99.6, 98.1)
