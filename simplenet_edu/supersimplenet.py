@@ -89,7 +89,7 @@ class SuperSimpleNetConfig:
     # Training
     steps: int | None = 200               # optimiser steps (the CPU budget) ...
     epochs: int | None = None             # ... or passes over the training images (paper: 300)
-    batch_size: int = 4                   # images per step, before doubling (paper: 32)
+    batch_size: int = 3                   # images per step, before doubling (paper: 32)
     lr_adaptor: float = 1e-3              # AdamW, weight decay 0.01 (paper: 1e-4)
     lr_seg: float = 2e-3                  # AdamW, weight decay 1e-5 (paper: 2e-4)
     lr_cls: float = 5e-3                  # AdamW, weight decay 1e-5 (paper: 2e-4)
