@@ -38,6 +38,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                             "saved with the model")
     group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
     group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
+    group.add_argument("--noise-std", type=float,
+                       help="noise scale: a multiple of the training features' std (the paper preset: absolute)")
     group.add_argument("--select", choices=["last", "validation"],
                        help="keep the last step's heads, or the checkpoint that scores best on held-out normal "
                             "images with painted defects (never test images)")
@@ -71,7 +73,8 @@ def build_config(args: argparse.Namespace):
             config.crop_size = None  # a preset's crop (paper: 329 -> 288) only where it fits
     overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": size,
                  "keep_aspect": args.keep_aspect,
-                 "steps": args.steps, "epochs": args.epochs, "select": args.select, "seed": args.seed,
+                 "steps": args.steps, "epochs": args.epochs, "select": args.select,
+                 "noise_std": args.noise_std, "seed": args.seed,
                  "device": args.device, "topk": args.topk}
     overrides.update({part: getattr(args, part) for part in CHOICES})
     for key, value in overrides.items():
@@ -80,6 +83,8 @@ def build_config(args: argparse.Namespace):
     for key in ("steps", "epochs"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             raise InputError(f"--{key.replace('_', '-')}", "must be a positive integer")
+    if not config.noise_std > 0:
+        raise InputError("--noise-std", f"must be positive, got {config.noise_std}")
     check(config)
     return config
 
