@@ -109,7 +109,9 @@ def _build_supersimplenet_config(args: argparse.Namespace):
             raise InputError(f"--{key}", "must be a positive integer")
     values = {**preset.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
     if args.epochs is not None:
-        values["steps"] = None   # a budget in passes replaces the preset's steps
+        values["steps"] = None   # a budget in passes replaces the preset's steps ...
+    elif args.steps is not None:
+        values["epochs"] = None  # ... and one in steps the preset's epochs (the paper's 300)
     return SuperSimpleNetConfig.from_dict(values)
 
 

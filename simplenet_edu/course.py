@@ -102,6 +102,34 @@ def course_config(**overrides) -> SimpleNetConfig:
         raise InputError(unknown[0] if unknown else "course_config", "is not a SimpleNetConfig field") from None
 
 
+def course_supersimplenet_config(**overrides):
+    """SuperSimpleNet's configuration for the course (notebook 09), chosen like :func:`course_config`:
+    ``SuperSimpleNetConfig.quick()`` in quick mode, ``.paper()`` with ``SIMPLENET_EDU_PAPER=1``, the
+    CPU default otherwise; ``overrides`` change single fields."""
+    from .supersimplenet import SuperSimpleNetConfig
+
+    if quick_mode() and paper_mode():
+        raise InputError("SIMPLENET_EDU_QUICK", "and SIMPLENET_EDU_PAPER are both set: choose one")
+    preset = SuperSimpleNetConfig.quick if quick_mode() else SuperSimpleNetConfig.paper if paper_mode() \
+        else SuperSimpleNetConfig
+    overrides.setdefault("device", "auto")
+    try:
+        return preset(**overrides)
+    except TypeError:
+        unknown = sorted(set(overrides) - set(SuperSimpleNetConfig().to_dict()))
+        raise InputError(unknown[0] if unknown else "course_supersimplenet_config",
+                         "is not a SuperSimpleNetConfig field") from None
+
+
+def _model_class(config):
+    """SimpleNet for a ``SimpleNetConfig``, SuperSimpleNet for a ``SuperSimpleNetConfig``."""
+    if isinstance(config, SimpleNetConfig):
+        return SimpleNet
+    from .supersimplenet import SuperSimpleNet
+
+    return SuperSimpleNet
+
+
 def cache_key(config: SimpleNetConfig, data: str | Path) -> str:
     """16 hex digits naming one (configuration, data set) pair.
 
@@ -119,13 +147,15 @@ def cache_key(config: SimpleNetConfig, data: str | Path) -> str:
 
 def cache_path(config: SimpleNetConfig, data: str | Path) -> Path:
     """Where :func:`course_model` keeps the checkpoint of this (configuration, data set) pair."""
-    return course_home() / "data" / "cache" / f"simplenet-{cache_key(config, data)}.pt"
+    kind = "simplenet" if isinstance(config, SimpleNetConfig) else "supersimplenet"
+    return course_home() / "data" / "cache" / f"{kind}-{cache_key(config, data)}.pt"
 
 
 def course_model(config: SimpleNetConfig | None = None, data: str | Path | None = None,
                  retrain: bool = False, progress: bool = True) -> SimpleNet:
     """A SimpleNet trained on ``data`` with ``config`` (defaults: :func:`course_data`,
-    :func:`course_config`), trained once and then loaded from ``<home>/data/cache``.
+    :func:`course_config`), trained once and then loaded from ``<home>/data/cache``. With a
+    ``SuperSimpleNetConfig`` (:func:`course_supersimplenet_config`) the same for a SuperSimpleNet.
 
     The first call trains and saves (atomically); later calls, from any notebook, load the
     checkpoint in a second. ``retrain=True`` trains again and replaces it. A cache file that cannot be
@@ -134,12 +164,13 @@ def course_model(config: SimpleNetConfig | None = None, data: str | Path | None 
     config = config or course_config()
     data = Path(data) if data is not None else course_data()
     path = cache_path(config, data)
+    model_class = _model_class(config)
     if path.is_file() and not retrain:
         try:
-            return SimpleNet.load(path, device=config.device)
+            return model_class.load(path, device=config.device)
         except InputError as error:
             warnings.warn(f"retraining: the cached model could not be read ({error})", stacklevel=2)
-    model = SimpleNet(config).fit(data, progress=progress)
+    model = model_class(config).fit(data, progress=progress)
     model.save(path)
     return model
 

@@ -281,3 +281,17 @@ def test_feature_bank_only_where_it_is_small(images):
     assert fine._feature_bank(maps) is None
     fine.fit(images, progress=False)
     assert fine.grid() == (16, 16) and fine.predict(images[:2])[1].shape == (2, 64, 64)
+
+
+def test_cli_builds_supersimplenet_configs():
+    from simplenet_edu.cli import build_config, build_parser
+
+    def config(*options):
+        return build_config(build_parser().parse_args(["train", "--data", "x", "--model", "supersimplenet", *options]))
+
+    assert config() == SuperSimpleNetConfig(seed=0)
+    paper = config("--preset", "paper", "--steps", "5", "--image-size", "128")
+    assert (paper.steps, paper.epochs, paper.image_size, paper.backbone) == (5, None, 128, "wide_resnet50_2")
+    assert (config("--epochs", "3").steps, config("--epochs", "3").epochs) == (None, 3)
+    with pytest.raises(InputError, match="one positive integer"):
+        config("--image-size", "64", "96")
