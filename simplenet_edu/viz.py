@@ -403,24 +403,31 @@ def plot_truncated_l1(margin: float = 0.5, ax=None, span: float = 2.0):
     return ax
 
 
-def plot_training_history(history: list[dict], margin: float = 0.5):
+def plot_training_history(history: list[dict], margin: float | None = 0.5):
     """Three panels from ``SimpleNet.history``: the loss; the mean scores D(normal) and D(noised)
-    against the margins; the share of features already past their margin. Returns the figure."""
+    (against the margins of the truncated L1 loss; ``margin=None`` for the BCE loss, whose boundary
+    is 0); the share of features already past their margin (BCE: on the right side of 0). Returns the
+    figure."""
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     axes[0].plot(steps, [h["loss"] for h in history], marker=".")
-    axes[0].set(xlabel="optimiser step", ylabel="truncated L1 loss", title="loss")
+    axes[0].set(xlabel="optimiser step", ylabel="truncated L1 loss" if margin is not None else "BCE loss",
+                title="loss")
     axes[1].plot(steps, [h["d_normal"] for h in history], marker=".", label="mean D(normal)")
     axes[1].plot(steps, [h["d_fake"] for h in history], marker=".", label="mean D(noised)")
-    axes[1].axhline(margin, color="tab:blue", linestyle=":", linewidth=1)
-    axes[1].axhline(-margin, color="tab:orange", linestyle=":", linewidth=1)
-    axes[1].set(xlabel="optimiser step", ylabel="score", title="scores (dotted: the margins)")
+    for level, colour in [(margin, "tab:blue"), (-margin, "tab:orange")] if margin is not None else [(0.0, "grey")]:
+        axes[1].axhline(level, color=colour, linestyle=":", linewidth=1)
+    axes[1].set(xlabel="optimiser step", ylabel="score",
+                title="scores (dotted: the margins)" if margin is not None else "scores (dotted: 0)")
     axes[1].legend(fontsize=8)
-    axes[2].plot(steps, [h["p_normal"] for h in history], marker=".", label="normal with D >= m")
-    axes[2].plot(steps, [h["p_fake"] for h in history], marker=".", label="noised with D <= -m")
-    axes[2].set(xlabel="optimiser step", ylabel="share of features", title="past the margin", ylim=(-0.02, 1.02))
+    axes[2].plot(steps, [h["p_normal"] for h in history], marker=".",
+                 label="normal with D >= m" if margin is not None else "normal with D > 0")
+    axes[2].plot(steps, [h["p_fake"] for h in history], marker=".",
+                 label="noised with D <= -m" if margin is not None else "noised with D < 0")
+    axes[2].set(xlabel="optimiser step", ylabel="share of features", ylim=(-0.02, 1.02),
+                title="past the margin" if margin is not None else "on the right side")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -466,3 +473,86 @@ def plot_per_defect(per_defect: dict, ax=None, title: str = "image AUROC per def
     ax.set(ylim=(0, 1.08), ylabel="image AUROC", title=title)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def plot_plane(discriminator, normal, fake, ax=None, extent=(-2.0, 2.0, -1.0, 2.0), resolution: int = 150,
+               title: str | None = None):
+    """A 2-D discriminator's view of the plane: its score ``D`` as colour (blue normal, red anomalous),
+    the boundary ``D = 0`` in black, normal points in blue and noised ones in orange.
+
+    ``discriminator``: ``[M, 2] -> [M]``; ``normal``, ``fake``: ``[N, 2]``; ``extent``: (x0, x1, y0, y1).
+    Returns ``(ax, inside)``: the axes and the share of the drawn area where ``D > 0`` (how loose the
+    boundary is)."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.0))
+    x0, x1, y0, y1 = extent
+    xs, ys = torch.linspace(x0, x1, resolution), torch.linspace(y0, y1, resolution)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    was_training = discriminator.training
+    discriminator.eval()
+    with torch.no_grad():
+        score = discriminator(torch.stack([gx.flatten(), gy.flatten()], 1)).view(resolution, resolution)
+    discriminator.train(was_training)
+    limit = float(score.abs().max())
+    ax.contourf(xs, ys, score, levels=np.linspace(-limit, limit, 21), cmap="RdBu", alpha=0.55)
+    ax.contour(xs, ys, score, levels=[0.0], colors="black", linewidths=1.2)
+    ax.scatter(*np.asarray(fake).T, s=2, color="tab:orange", alpha=0.6, label="noised")
+    ax.scatter(*np.asarray(normal).T, s=2, color="tab:blue", alpha=0.6, label="normal")
+    ax.set(xlim=(x0, x1), ylim=(y0, y1), xticks=[], yticks=[])
+    inside = float((score > 0).float().mean())
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax, inside
+
+
+def plot_pca_clouds(clouds: dict, fit_on: str, ax=None, max_points: int = 3000, seed: int = 0):
+    """Point clouds of ``[M, D]`` features ``{name: features}`` projected on the first two principal
+    components of ``clouds[fit_on]``. At most ``max_points`` of each are drawn (chosen with ``seed``).
+    Returns ``(ax, pca)``; ``pca.transform`` projects more features the same way."""
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    def as_array(values):
+        return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float32)
+
+    pca = PCA(n_components=2, svd_solver="full").fit(as_array(clouds[fit_on]))
+    rng = np.random.default_rng(seed)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.8))
+    for name, values in clouds.items():
+        values = as_array(values)
+        shown = values[rng.permutation(len(values))[:max_points]]
+        ax.scatter(*pca.transform(shown).T, s=4 if len(values) > 500 else 10, alpha=0.4, label=f"{name} ({len(values)})")
+    share = pca.explained_variance_ratio_
+    ax.set(xlabel=f"PC 1 of {fit_on} ({share[0]:.0%} of its variance)", ylabel=f"PC 2 ({share[1]:.0%})")
+    ax.legend(fontsize=8, markerscale=2)
+    return ax, pca
+
+
+def plot_checkpoints(history: list[dict], test_steps=None, test_values=None, test_name: str = "test AUPRO",
+                     selected_step: int | None = None):
+    """Two panels: the training loss per row of ``history``; and at the validation checkpoints (rows
+    with ``val_score``) the validation AUPRO and score, with ``test_values`` at ``test_steps`` beside
+    them (for teaching: nothing may be chosen on it). ``selected_step`` marks the kept checkpoint.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.3))
+    axes[0].plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    axes[0].set(xlabel="optimiser step", ylabel="training loss", title="loss (each row: the mean since the last)")
+    checks = [h for h in history if "val_score" in h]
+    steps = [h["step"] for h in checks]
+    axes[1].plot(steps, [h["val_aupro"] for h in checks], marker="o", label="validation AUPRO (painted, normal images)")
+    axes[1].plot(steps, [h["val_score"] for h in checks], marker="o", linestyle="--",
+                 label="validation score (mean of AUROC and AUPRO)")
+    if test_values is not None:
+        axes[1].plot(test_steps, test_values, marker="s", color="tab:red", label=f"{test_name} (never used to choose)")
+    if selected_step is not None:
+        axes[1].axvline(selected_step, color="grey", linestyle=":", label=f"kept: step {selected_step}")
+    axes[1].set(xlabel="optimiser step", ylabel="score", title="at the checkpoints", ylim=(-0.02, 1.02))
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
