@@ -533,26 +533,31 @@ def plot_pca_clouds(clouds: dict, fit_on: str, ax=None, max_points: int = 3000, 
 
 
 def plot_checkpoints(history: list[dict], test_steps=None, test_values=None, test_name: str = "test AUPRO",
-                     selected_step: int | None = None):
-    """Two panels: the training loss per row of ``history``; and at the validation checkpoints (rows
-    with ``val_score``) the validation AUPRO and score, with ``test_values`` at ``test_steps`` beside
-    them (for teaching: nothing may be chosen on it). ``selected_step`` marks the kept checkpoint.
-    Returns the figure."""
+                     selected_step: int | None = None, step_losses=None):
+    """Two panels: the training loss (``step_losses``: one value per optimiser step, drawn thin, with
+    the rows of ``history`` as dots: each the mean since the row before); and at the validation
+    checkpoints (rows with ``val_score``) the validation AUPRO and score, with ``test_values`` at
+    ``test_steps`` beside them (for teaching: nothing may be chosen on it). ``selected_step`` marks the
+    kept checkpoint. Returns the figure."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.3))
-    axes[0].plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
-    axes[0].set(xlabel="optimiser step", ylabel="training loss", title="loss (each row: the mean since the last)")
+    if step_losses is not None:
+        axes[0].plot(np.arange(1, len(step_losses) + 1), step_losses, linewidth=0.6, alpha=0.6, label="each step")
+    axes[0].plot([h["step"] for h in history], [h["loss"] for h in history], marker=".", linestyle="none"
+                 if step_losses is not None else "-", label="history rows (means)")
+    axes[0].set(xlabel="optimiser step", ylabel="training loss", title="loss")
+    axes[0].legend(fontsize=8)
     checks = [h for h in history if "val_score" in h]
     steps = [h["step"] for h in checks]
-    axes[1].plot(steps, [h["val_aupro"] for h in checks], marker="o", label="validation AUPRO (painted, normal images)")
+    axes[1].plot(steps, [h["val_aupro"] for h in checks], marker="o", label="validation AUPRO (painted normal images)")
     axes[1].plot(steps, [h["val_score"] for h in checks], marker="o", linestyle="--",
                  label="validation score (mean of AUROC and AUPRO)")
     if test_values is not None:
         axes[1].plot(test_steps, test_values, marker="s", color="tab:red", label=f"{test_name} (never used to choose)")
     if selected_step is not None:
         axes[1].axvline(selected_step, color="grey", linestyle=":", label=f"kept: step {selected_step}")
-    axes[1].set(xlabel="optimiser step", ylabel="score", title="at the checkpoints", ylim=(-0.02, 1.02))
+    axes[1].set(xlabel="optimiser step", ylabel="score", title="at the checkpoints")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

@@ -271,3 +271,11 @@ def test_every_variant_trains_is_reproducible_and_survives_save_load(part, name,
         assert all(torch.equal(saved[k], restored[k]) for k in saved)
     if name == "learned":
         assert any(True for _ in loaded.generator.parameters())
+
+
+def test_every_variant_says_where_it_comes_from():
+    from simplenet_edu.choices import ORIGINS
+
+    assert set(ORIGINS) == {(part, name) for part, names in CHOICES.items() for name in names}
+    assert all(ORIGINS[part, names[0]].startswith("the paper:") for part, names in CHOICES.items())
+    assert ORIGINS["generator", "perlin"].startswith("SuperSimpleNet")
