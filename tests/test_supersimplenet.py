@@ -295,3 +295,13 @@ def test_cli_builds_supersimplenet_configs():
     assert (config("--epochs", "3").steps, config("--epochs", "3").epochs) == (None, 3)
     with pytest.raises(InputError, match="one positive integer"):
         config("--image-size", "64", "96")
+
+
+def test_benchmark_job_trains_a_supersimplenet(tmp_path):
+    from simplenet_edu.benchmark import run_job
+
+    root = make_demo_dataset(tmp_path / "demo", "brick", image_size=64, n_train=5, n_test_good=2,
+                             n_test_per_defect=1)
+    report = run_job(root, tiny(steps=2).to_dict(), seed=1, model_kind="supersimplenet")
+    assert report["model"] == "supersimplenet" and report["config"]["seed"] == 1
+    assert 0.0 <= report["image_auroc"] <= 1.0

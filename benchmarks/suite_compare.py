@@ -1,0 +1,83 @@
+"""Two runs of ``benchmarks/suite.py`` side by side: per set, each model's mean ± std over the seeds.
+
+    python benchmarks/suite_compare.py results/suite_supersimplenet.json OTHER.json \
+        --names SuperSimpleNet SimpleNet [--output results/suite_supersimplenet_vs_simplenet]
+
+Prints a Markdown table (image AUROC, pixel AUROC, AUPRO, the spread of image AUROC over seeds, the
+seconds of feature extraction + training and the wall seconds per run, and their ratio), the mean row
+last, and writes OUTPUT.md and OUTPUT.json (both runs' summaries and per-seed results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def per_set(run: dict) -> dict[str, dict]:
+    """``{set: {metric: (mean, std)}}`` from a suite JSON's per-seed results."""
+    table = {}
+    for name, rows in run["runs"].items():
+        entry = {}
+        for key in ("image_auroc", "pixel_auroc", "aupro", "wall_seconds"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            entry[key] = (statistics.mean(values), statistics.pstdev(values)) if values else None
+        fit = [r["seconds_features"] + r["seconds_train"] for r in rows]
+        entry["fit_seconds"] = (statistics.mean(fit), statistics.pstdev(fit))
+        table[name] = entry
+    return table
+
+
+def cell(value, digits=3) -> str:
+    return "-" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--names", nargs=2, default=["first", "second"])
+    parser.add_argument("--output", type=Path, help="writes OUTPUT.md and OUTPUT.json")
+    args = parser.parse_args(argv)
+    runs = [json.loads(path.read_text()) for path in (args.first, args.second)]
+    tables = [per_set(run) for run in runs]
+    a, b = args.names
+    lines = [f"| set | model | image AUROC | pixel AUROC | AUPRO | features + training s | wall s |",
+             "|---|---|---|---|---|---|---|"]
+    means = {name: {} for name in args.names}
+    for name in tables[0]:
+        for label, table in zip(args.names, tables):
+            row = table.get(name)
+            if row is None:
+                continue
+            lines.append(f"| {name} | {label} | {cell(row['image_auroc'])} | {cell(row['pixel_auroc'])} | "
+                         f"{cell(row['aupro'])} | {cell(row['fit_seconds'], 1)} | {cell(row['wall_seconds'], 1)} |")
+            for key, value in row.items():
+                if value is not None:
+                    means[label].setdefault(key, []).append(value[0])
+        if name in tables[1]:
+            ratio = tables[0][name]["fit_seconds"][0] / tables[1][name]["fit_seconds"][0]
+            wall = tables[0][name]["wall_seconds"][0] / tables[1][name]["wall_seconds"][0]
+            lines.append(f"| {name} | {a} / {b} time | | | | {ratio:.2f}x | {wall:.2f}x |")
+    for label in args.names:
+        m = {key: statistics.mean(values) for key, values in means[label].items()}
+        lines.append(f"| **mean** | **{label}** | **{m['image_auroc']:.3f}** | **{m.get('pixel_auroc', float('nan')):.3f}** | "
+                     f"**{m.get('aupro', float('nan')):.3f}** | **{m['fit_seconds']:.1f}** | **{m['wall_seconds']:.1f}** |")
+    command = "python benchmarks/suite_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join([f"Made by `{command}` from `{args.first}` ({runs[0]['command']}) and `{args.second}` "
+                      f"({runs[1]['command']}). Mean ± std over seeds {runs[0]['seeds']}; pixel metrics only "
+                      "where the set has masks; the mean rows average the per-set means.", "", *lines]) + "\n"
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_suffix(".md").write_text(text)
+        args.output.with_suffix(".json").write_text(json.dumps(
+            {"command": command, "names": args.names, "runs": dict(zip(args.names, runs))}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
