@@ -13,7 +13,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 COURSE = (
     "00_introduction_and_data", "01_feature_extraction", "02_feature_adaptation",
     "03_anomalous_feature_generation", "04_discriminator_training", "05_evaluation_and_localization",
+    "06_thresholds", "07_ablations", "08_capstone",
 )  # fmt: skip
+# Every notebook, the solutions under notebooks/solutions/ included (nbval runs them all).
+ALL = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
 def problems(notebook: dict) -> list[str]:
@@ -37,7 +40,13 @@ def test_the_course_notebooks_exist():
     assert set(COURSE) <= present, f"missing: {sorted(set(COURSE) - present)}"
 
 
-@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_course_notebook_has_its_solutions():
+    present = {path.stem for path in (NOTEBOOKS / "solutions").glob("*.ipynb")}
+    wanted = {f"{name[:2]}_solutions" for name in COURSE}
+    assert wanted <= present, f"missing: {sorted(wanted - present)}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(NOTEBOOKS)))
 def test_notebook_is_stripped(path):
     found = problems(json.loads(path.read_text(encoding="utf-8")))
     assert not found, f"{path.name}: " + "; ".join(found) + " (run: nbstripout notebooks/*.ipynb)"
