@@ -59,12 +59,14 @@ def greedy_coreset(features: torch.Tensor, size: int, start: int = 0, projection
         generator = torch.Generator().manual_seed(seed)
         matrix = torch.randn(points.shape[1], projection, generator=generator) / projection ** 0.5
         points = points @ matrix.to(points.device)
+    # Squared distances as |x|^2 - 2 x.c + |c|^2: one matrix-vector product per added centre.
+    norms = points.pow(2).sum(dim=1)                                            # [M]
     chosen = [start]
-    nearest = torch.linalg.vector_norm(points - points[start], dim=1)         # [M] distance to the chosen set
+    nearest = (norms - 2 * points @ points[start] + norms[start]).clamp_min(0)  # [M] to the chosen set
     for _ in range(size - 1):
         farthest = int(nearest.argmax())
         chosen.append(farthest)
-        nearest = torch.minimum(nearest, torch.linalg.vector_norm(points - points[farthest], dim=1))
+        nearest = torch.minimum(nearest, (norms - 2 * points @ points[farthest] + norms[farthest]).clamp_min(0))
     return torch.tensor(chosen)
 
 
