@@ -31,7 +31,7 @@ from .model import SimpleNet, SimpleNetConfig, aggregate
 from .variants import CHOICES
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "seconds_train")
-DEFAULT_ROW = "paper default"
+DEFAULT_ROW = "base configuration"   # the row without a change: the choices of base_config (not always the paper's)
 
 
 def all_variants(base_config: SimpleNetConfig) -> list[tuple[str, str]]:
@@ -102,7 +102,7 @@ def _spread(values: list) -> tuple[float | None, float | None]:
 
 def run_ablation(root, seeds, base_config: SimpleNetConfig | None = None, variants=None,
                  progress: bool = True) -> list[dict]:
-    """Train and evaluate the paper default and one row per variant, for each seed.
+    """Train and evaluate the base configuration and one row per variant, for each seed.
 
     Args:
         root: MVTec-layout category folder (``train/good`` to train, ``test`` with masks to score).
@@ -112,7 +112,7 @@ def run_ablation(root, seeds, base_config: SimpleNetConfig | None = None, varian
         progress: a progress bar over rows.
 
     Returns:
-        One dict per row, the default first: ``variant`` (``"part=choice"`` or ``"paper default"``),
+        One dict per row, the base first: ``variant`` (``"part=choice"`` or ``DEFAULT_ROW``),
         ``part``, ``choice``, ``seeds``, ``<metric>_mean`` and ``<metric>_std`` for image_auroc,
         pixel_auroc, aupro and seconds_train, and ``per_seed`` (the raw values).
     """

@@ -366,10 +366,12 @@ def cmd_ablate(args) -> int:
     _check(Path(args.data), config, need_test=True)
     rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
     command = args.command_line
+    from .variants import describe
+
     header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
-              f"the paper's choices; mean ± std over seeds {rows[0]['seeds']}; backbone {config.backbone}, "
-              f"{_size_text(config)}, {_budget(config)}. Brackets: change of the mean against the "
-              f"default row.\n\n")
+              f"the base configuration ({describe(config)}); mean ± std over seeds {rows[0]['seeds']}; backbone "
+              f"{config.backbone}, {_size_text(config)}, {_budget(config)}. Brackets: change of the mean against "
+              f"the base row.\n\n")
     output = Path(args.output)
     _write_atomic(output.with_suffix(".md"), header + to_markdown(rows))
     _write_atomic(output.with_suffix(".json"), json.dumps(
@@ -502,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "model: its F1 threshold goes into the metadata too")
     export.set_defaults(func=cmd_export)
 
-    ablate = sub.add_parser("ablate", help="change one part at a time from the paper default; table of metrics")
+    ablate = sub.add_parser("ablate", help="change one part at a time from the chosen configuration; table of metrics")
     ablate.add_argument("--data", required=True, help="MVTec-layout folder")
     ablate.add_argument("--seeds", type=int, default=3, help="seeds per row (from --seed on)")
     ablate.add_argument("--output", default="ablation", help="writes FILE.md and FILE.json")
