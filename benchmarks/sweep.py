@@ -82,14 +82,14 @@ class SetFeatures:
 
     def __init__(self, name: str, root: Path, config: SimpleNetConfig, backbone):
         key = f"v2-{name}-{config.backbone}-{config.image_size}-{config.crop_size}-{config.target_embed_dim}" \
-              f"-{config.pretrain_embed_dim}"
+              f"-{config.pretrain_embed_dim}" + ("-aspect" if config.keep_aspect else "")
         path = ROOT / "data" / "cache" / "sweep" / f"{key}.pt"
         if path.is_file():
             cached = torch.load(path, weights_only=False)
         else:
             model = SimpleNet(dataclasses.replace(config, device="cpu"), backbone=backbone)
             train = model._training_images(root)
-            test = data_lib.MVTecDataset(root, "test", config.image_size, config.crop_size)
+            test = data_lib.MVTecDataset(root, "test", model.resize_shape, model.image_shape)
             items = [test[i] for i in range(len(test))]
             cached = {
                 "train": model.extract(train, progress=True).half(),
@@ -98,11 +98,12 @@ class SetFeatures:
                 "labels": np.asarray(test.labels, dtype=int),
                 "masks": np.stack([it["mask"].numpy() for it in items]).astype(np.uint8) if test.has_masks else None,
                 "defect_types": list(test.defect_types),
-                "grid": model.grid(), "size": model.image_shape,
+                "grid": model.grid(), "size": model.image_shape, "resize_shape": model.resize_shape,
             }
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(cached, path.with_suffix(".tmp"))
             os.replace(path.with_suffix(".tmp"), path)
+        cached.setdefault("resize_shape", cached["size"])         # caches made before keep_aspect
         self.__dict__.update(cached)
         self.painted = {}                                   # (seed, count) -> (ValidationSet, features)
 
@@ -130,6 +131,7 @@ def test_metrics(features: SetFeatures, model: SimpleNet) -> dict:
 def run_one(features: SetFeatures, config: SimpleNetConfig, backbone, trace: bool = False) -> dict:
     """Train the heads of ``config`` on the set's training features and score its test split."""
     model = SimpleNet(config, backbone=backbone)
+    model.resize_shape, model.image_shape = features.resize_shape, features.size    # as fixed at extraction
     train_idx, holdout_idx = model._split_holdout(torch.arange(len(features.train)))
     bank = features.train[train_idx].float()
     holdout = features.train[holdout_idx].float() if holdout_idx is not None else None

@@ -1,6 +1,6 @@
 """Ablation: change one part of SimpleNet at a time and measure what it costs or buys.
 
-Every row starts from the same configuration (the paper's choices) and swaps exactly one part for a
+Every row starts from the same configuration (by default the CPU default) and swaps exactly one part for a
 variant from ``variants.py``. Rows are trained and evaluated with several seeds; the table gives the
 mean and the spread (sample standard deviation) of image AUROC, pixel AUROC and AUPRO, and the
 training time.

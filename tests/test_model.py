@@ -80,6 +80,10 @@ def test_paper_preset_is_the_papers_configuration():
     assert (cfg.pretrain_embed_dim, cfg.target_embed_dim, cfg.dsc_hidden) == (1536, 1536, 1024)
     assert (cfg.noise_std, cfg.noise_scale, cfg.dsc_margin, cfg.epochs) == (0.015, "absolute", 0.5, 160)
     assert cfg.batch_size == 8 * 36 * 36  # 8 images of 36 x 36 patches per step, as the official code
+    # Every part is the paper's choice, whatever the CPU default uses.
+    assert (cfg.generator, cfg.adaptor, cfg.discriminator, cfg.loss, cfg.image_score) == \
+        ("gaussian", "linear", "mlp", "truncated_l1", "max")
+    assert (cfg.lr_adaptor, cfg.lr_discriminator, cfg.lr_schedule, cfg.select) == (1e-4, 2e-4, "constant", "last")
 
 
 def test_pipeline_on_the_demo_set(tmp_path):

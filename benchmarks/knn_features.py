@@ -1,0 +1,60 @@
+"""How good are the frozen patch features themselves? Nearest-neighbour scores on the development suite.
+
+A check on the feature side of the CPU default (``results/default_sweep.md``): PatchCore's idea, in
+its plainest form, on the cached features of ``benchmarks/sweep.py`` (every set's train and test
+images through the frozen backbone and local aggregation, at the embed dimensions given). A test
+patch scores its distance to the nearest of (at most ``--bank`` randomly chosen) training patches; the
+image score is the largest patch score; maps are upsampled and smoothed as SimpleNet's. Nothing is
+trained, so the numbers say what the features allow, before any discriminator::
+
+    python benchmarks/knn_features.py --pretrain-embed-dim 384 --target-embed-dim 384
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sweep  # noqa: E402
+
+from simplenet_edu import metrics  # noqa: E402
+from simplenet_edu.localization import anomaly_maps  # noqa: E402
+from simplenet_edu.model import SimpleNetConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrain-embed-dim", type=int, default=384)
+    parser.add_argument("--target-embed-dim", type=int, default=384)
+    parser.add_argument("--bank", type=int, default=20000, help="training patches kept, chosen at random")
+    parser.add_argument("--suite", type=Path, default=sweep.ROOT.parent / "shared" / "data")
+    args = parser.parse_args()
+    config = SimpleNetConfig(device="cpu", pretrain_embed_dim=args.pretrain_embed_dim,
+                             target_embed_dim=args.target_embed_dim)
+    from simplenet_edu.backbones import load_backbone
+
+    backbone = load_backbone(config.backbone)
+    print(f"| set | image AUROC | AUPRO |  (D = {args.target_embed_dim}, pretrain {args.pretrain_embed_dim})")
+    print("|---|---|---|")
+    for name, root in sweep.suite_sets(args.suite, False, None).items():
+        features = sweep.SetFeatures(name, root, config, backbone)
+        bank = features.train.float().flatten(0, 1)
+        keep = torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[: args.bank]
+        bank = bank[keep]
+        squared = (bank ** 2).sum(1)
+        scores = []
+        for image in features.test.float():                                             # [P, D]
+            distances = (image ** 2).sum(1, keepdim=True) - 2 * image @ bank.T + squared
+            scores.append(distances.min(1).values.clamp_min(0).sqrt())
+        grid = torch.stack(scores).view(len(scores), *features.grid)
+        maps = anomaly_maps(grid, features.size, config.smoothing_sigma)
+        image_auroc = metrics.image_auroc(features.labels, grid.flatten(1).max(1).values.numpy())
+        aupro = "-" if features.masks is None else f"{metrics.aupro(features.masks, maps.numpy()):.3f}"
+        print(f"| {name} | {image_auroc:.3f} | {aupro} |", flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
