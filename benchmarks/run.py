@@ -48,7 +48,8 @@ from simplenet_edu import SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
 from simplenet_edu.backbones import backbone_info
 from simplenet_edu.evaluation import evaluate
-from simplenet_edu.model import train_step
+from simplenet_edu.model import make_optimizers, train_step
+from simplenet_edu.variants import make_loss
 from simplenet_edu.noise import GaussianNoise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,12 +137,8 @@ def cache_mb_per_image(config: SimpleNetConfig, dtype: str | None = None) -> flo
 
 
 def optimizers_like_fit(model: SimpleNet) -> list[torch.optim.Optimizer]:
-    """The optimisers ``SimpleNet._train`` builds (official settings)."""
-    cfg = model.config
-    return [
-        torch.optim.AdamW(model.adaptor.parameters(), lr=cfg.lr_adaptor),
-        torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_discriminator, weight_decay=1e-5),
-    ]
+    """The optimisers ``SimpleNet._train`` builds (none for a part without parameters)."""
+    return make_optimizers(model.config, model.adaptor, model.discriminator)
 
 
 def cached_epoch(model, bank, optimizers, generator, shuffle: torch.Generator) -> None:
@@ -150,7 +147,7 @@ def cached_epoch(model, bank, optimizers, generator, shuffle: torch.Generator) -
     for idx in order.split(model.config.batch_size):
         if len(idx) > 1:  # BatchNorm needs two samples
             train_step(model.adaptor, generator, model.discriminator, optimizers, bank[idx].float(),
-                       model.config.dsc_margin)
+                       make_loss(model.config))
 
 
 def recompute_epoch(model, images, optimizers, generator, shuffle: torch.Generator) -> None:
@@ -159,7 +156,7 @@ def recompute_epoch(model, images, optimizers, generator, shuffle: torch.Generat
     order = torch.randperm(len(images), generator=shuffle)
     for idx in order.split(IMAGES_PER_BATCH):
         features = model.extractor(images[idx].to(model.device))[0].flatten(0, 1)   # [8*h*w, D]
-        train_step(model.adaptor, generator, model.discriminator, optimizers, features, model.config.dsc_margin)
+        train_step(model.adaptor, generator, model.discriminator, optimizers, features, make_loss(model.config))
 
 
 def backbone_pass(model, images) -> None:
@@ -255,7 +252,7 @@ def fit_worker(spec: dict) -> dict:
     model.discriminator.train()
     # Warm-up: first calls allocate and pick kernels; one step of each kind is enough.
     train_step(model.adaptor, generator, model.discriminator, optimizers, bank[:IMAGES_PER_BATCH].float(),
-               config.dsc_margin)
+               make_loss(config))
     backbone_pass(model, images[:IMAGES_PER_BATCH])
     times = interleaved_medians({
         "cached": lambda: cached_epoch(model, bank, optimizers, generator, shuffle),
@@ -272,7 +269,7 @@ def fit_worker(spec: dict) -> dict:
         "seconds_fit": seconds_fit,
         "seconds_fit_features": model.timings["seconds_features"],
         "seconds_fit_train": model.timings["seconds_train"],
-        "seconds_fit_epoch_mean": model.timings["seconds_train"] / config.epochs,
+        "seconds_fit_epoch_mean": model.timings["seconds_train"] / model.history[-1]["epoch"],  # per pass
         "seconds_cached_epoch": times["cached"],
         "seconds_recompute_epoch": times["recompute"],
         "cached_vs_recompute_epoch_ratio": times["cached"] / times["recompute"],
