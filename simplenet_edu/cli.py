@@ -94,16 +94,19 @@ def _build_supersimplenet_config(args: argparse.Namespace):
     from .choices import CHOICES
     from .supersimplenet import SuperSimpleNetConfig
 
-    for option in (*CHOICES, "topk", "keep_aspect"):
+    for option in (*CHOICES, "topk", "keep_aspect", "select"):
         if getattr(args, option, None) is not None:
             raise InputError(f"--{option.replace('_', '-')}", "is a SimpleNet option; SuperSimpleNet has no such part")
+    if args.noise_std is not None and not args.noise_std > 0:
+        raise InputError("--noise-std", f"must be positive, got {args.noise_std}")
     preset = {"default": SuperSimpleNetConfig, "paper": SuperSimpleNetConfig.paper,
               "quick": SuperSimpleNetConfig.quick}[args.preset]()
     size = args.image_size
     if size is not None and (len(size) != 1 or size[0] < 1):
         raise InputError("--image-size", "SuperSimpleNet takes one positive integer (square images)")
     overrides = {"backbone": args.backbone, "weights_path": args.weights, "image_size": size and size[0],
-                 "steps": args.steps, "epochs": args.epochs, "seed": args.seed, "device": args.device}
+                 "steps": args.steps, "epochs": args.epochs, "noise_std": args.noise_std, "seed": args.seed,
+                 "device": args.device}
     for key in ("steps", "epochs"):
         if overrides[key] is not None and overrides[key] < 1:
             raise InputError(f"--{key}", "must be a positive integer")

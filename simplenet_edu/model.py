@@ -192,6 +192,12 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
                 "adapted_std": normal.std().item()}
 
 
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN when there are none (without numpy's empty-slice warning)."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def make_optimizers(config: SimpleNetConfig, adaptor, discriminator, generator=None) -> list:
     """The official optimisers: AdamW (weight decay 0.01) for the adaptor, Adam (weight decay 1e-5)
     for the discriminator and for a learned generator; parts without parameters get none.
@@ -508,7 +514,8 @@ class SimpleNet(torch.nn.Module):
             for schedule in schedulers:
                 schedule.step()
             if step % every == 0 or step == total or step in checkpoints:
-                record = {key: float(np.mean([s[key] for s in window])) for key in window[0]}
+                # nanmean: a step whose Perlin masks were all empty has no fakes (d_fake is NaN).
+                record = {key: _nanmean([s[key] for s in window]) for key in window[0]}
                 if step in checkpoints:
                     record.update(self._validate(validation, grid))
                     if best is None or record["val_score"] >= best[0]:

@@ -295,6 +295,11 @@ def test_cli_builds_supersimplenet_configs():
     assert (config("--epochs", "3").steps, config("--epochs", "3").epochs) == (None, 3)
     with pytest.raises(InputError, match="one positive integer"):
         config("--image-size", "64", "96")
+    assert config("--noise-std", "0.5").noise_std == 0.5
+    with pytest.raises(InputError, match="--select: is a SimpleNet option"):
+        config("--select", "validation")
+    with pytest.raises(InputError, match="--noise-std: must be positive"):
+        config("--noise-std", "0")
 
 
 def test_benchmark_job_trains_a_supersimplenet(tmp_path):

@@ -133,3 +133,11 @@ def test_select_validation_keeps_the_best_checkpoint(images, monkeypatch):
     # A run stopped at step 4 has the same heads: the same scores on any image.
     short = SimpleNet(tiny_config(steps=4, val_checkpoints=0)).fit(images, progress=False)
     assert torch.equal(chosen.predict(images)[0], short.predict(images)[0])
+
+
+def test_history_mean_skips_steps_without_fakes():
+    # A Perlin step whose masks were all empty reports d_fake = NaN; the history row averages the rest.
+    from simplenet_edu.model import _nanmean
+
+    assert _nanmean([1.0, float("nan"), 3.0]) == 2.0
+    assert math.isnan(_nanmean([float("nan"), float("nan")]))
