@@ -71,28 +71,59 @@ def spread(values: list) -> tuple[float, float] | None:
     return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Per set ``{metric: (mean, std)}`` over the seeds (``None`` where a set has no such metric), and
-    the mean over the sets of each per-set mean."""
-    per_set = {name: {key: spread([r.get(key) for r in rows]) for key in METRICS} for name, rows in runs.items()}
-    mean = {key: float(np.mean([s[key][0] for s in per_set.values() if s[key] is not None]))
+def _means(per_set: dict) -> dict:
+    return {key: float(np.mean([s[key][0] for s in per_set.values() if s[key] is not None]))
             for key in METRICS if any(s[key] is not None for s in per_set.values())}
-    return {"per_set": per_set, "mean": mean}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Per set ``{metric: (mean, std)}`` over the seeds (``None`` where a set has no such metric), the
+    mean over the sets of each per-set mean, and (``mean_real``, where demo textures ran beside real
+    sets) that mean over the real sets alone."""
+    per_set = {name: {key: spread([r.get(key) for r in rows]) for key in METRICS} for name, rows in runs.items()}
+    summary = {"per_set": per_set, "mean": _means(per_set)}
+    real = {name: s for name, s in per_set.items() if name not in DEMO}
+    if real and len(real) < len(per_set):
+        summary["mean_real"] = _means(real)
+    return summary
 
 
 def markdown(summary: dict, seeds: list[int]) -> str:
     def cell(value, digits=3):
         return "-" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
+    def mean_row(label, m):
+        return (f"| **{label}** | **{m['image_auroc']:.3f}** | **{m.get('pixel_auroc', float('nan')):.3f}** | "
+                f"**{m.get('aupro', float('nan')):.3f}** | **{m['wall_seconds']:.1f}** |")
+
     lines = [f"| set | image AUROC | pixel AUROC | AUPRO | wall s |", "|---|---|---|---|---|"]
     for name, s in summary["per_set"].items():
         lines.append(f"| {name} | {cell(s['image_auroc'])} | {cell(s['pixel_auroc'])} | {cell(s['aupro'])} | "
                      f"{cell(s['wall_seconds'], 1)} |")
-    m = summary["mean"]
-    lines.append(f"| **mean** | **{m['image_auroc']:.3f}** | **{m.get('pixel_auroc', float('nan')):.3f}** | "
-                 f"**{m.get('aupro', float('nan')):.3f}** | **{m['wall_seconds']:.1f}** |")
-    return "\n".join(lines) + f"\n\nMean ± std over seeds {', '.join(map(str, seeds))}; the mean row averages " \
+    if "mean_real" in summary:
+        lines.append(mean_row("mean, real sets", summary["mean_real"]))
+        lines.append(mean_row("mean, all sets", summary["mean"]))
+    else:
+        lines.append(mean_row("mean", summary["mean"]))
+    return "\n".join(lines) + f"\n\nMean ± std over seeds {', '.join(map(str, seeds))}; a mean row averages " \
                               "the per-set means (pixel metrics over the sets that have masks).\n"
+
+
+def header(name: str, command: str) -> str:
+    return f"# Development suite: `{name}`\n\nMade by `{command}` (one `simplenet-edu evaluate` per set " \
+           f"and seed, in a fresh process; wall seconds include start-up).\n\n"
+
+
+def render(path: Path) -> None:
+    """Re-print a saved run's table (and rewrite its ``.md``) from its JSON, without training."""
+    run = json.loads(path.read_text())
+    summary = summarise(run["runs"])
+    table = markdown(summary, run["seeds"])
+    print(table)
+    name = path.stem.removeprefix("suite_")
+    write_atomic(path.with_suffix(".md"), header(name, run["command"]) + table
+                 + "".join(f"\n{s}" for s in run.get("skipped", [])))
+    write_atomic(path, json.dumps({**run, "summary": summary}, indent=1) + "\n")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -111,8 +142,12 @@ def main() -> None:
     parser.add_argument("--no-demo", action="store_true", help="leave out the demo textures")
     parser.add_argument("--name", default="default", help="writes results/suite_NAME.json and .md")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-print the table of a saved run (results/suite_NAME.json) and rewrite its .md")
     args, extra = parser.parse_known_args()
     extra = [arg for arg in extra if arg != "--"]
+    if args.render:
+        return render(args.render)
 
     sets, skipped = find_sets(args.suite, demo=not args.no_demo)
     for line in skipped:
@@ -132,9 +167,7 @@ def main() -> None:
     command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
     table = markdown(summary, args.seeds)
     print(table)
-    header = f"# Development suite: `{args.name}`\n\nMade by `{command}` (one `simplenet-edu evaluate` per set " \
-             f"and seed, in a fresh process; wall seconds include start-up).\n\n"
-    write_atomic(args.results / f"suite_{args.name}.md", header + table + "".join(f"\n{s}" for s in skipped))
+    write_atomic(args.results / f"suite_{args.name}.md", header(args.name, command) + table + "".join(f"\n{s}" for s in skipped))
     keep = ("seed", "wall_seconds", "image_auroc", "pixel_auroc", "aupro", "f1_max", "threshold_normal",
             "seconds_features", "seconds_train", "ms_per_image_inference", "selected_step", "validation", "notes")
     write_atomic(args.results / f"suite_{args.name}.json", json.dumps({
