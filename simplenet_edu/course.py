@@ -18,6 +18,7 @@ which patches a mask covers, nearest-neighbour distances, and a gradient picture
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -130,18 +131,35 @@ def _model_class(config):
     return SuperSimpleNet
 
 
+# The modules whose code decides what a trained model is: a change to any of them makes new cache keys,
+# so that a notebook never loads a model trained by older code.
+TRAINING_MODULES = ("adapter", "backbones", "discriminator", "features", "localization", "losses", "model",
+                    "noise", "perlin", "segdec", "supersimplenet", "validation", "variants")
+
+
+@functools.lru_cache(maxsize=1)
+def training_code_version() -> str:
+    """12 hex digits from the source of :data:`TRAINING_MODULES` (read once per process)."""
+    digest = hashlib.sha256()
+    for name in TRAINING_MODULES:
+        source = Path(__file__).with_name(f"{name}.py")
+        digest.update(name.encode() + (source.read_bytes() if source.is_file() else b""))
+    return digest.hexdigest()[:12]
+
+
 def cache_key(config: SimpleNetConfig, data: str | Path) -> str:
     """16 hex digits naming one (configuration, data set) pair.
 
     The device is left out (a model trained on a GPU is the same model on a CPU); the training images
-    enter by name and size, so a changed data set gets a new key.
+    enter by name and size, so a changed data set gets a new key; so does a change to the training
+    code (:func:`training_code_version`).
     """
     root = Path(data).resolve()
     settings = {k: v for k, v in config.to_dict().items() if k != "device"}
     good = root / "train" / "good"
     files = [(p.name, p.stat().st_size) for p in data_lib.list_images(good)] if good.is_dir() else []
-    text = json.dumps({"checkpoint": CHECKPOINT_VERSION, "config": settings, "data": str(root), "files": files},
-                      sort_keys=True)
+    text = json.dumps({"checkpoint": CHECKPOINT_VERSION, "code": training_code_version(), "config": settings,
+                       "data": str(root), "files": files}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -96,6 +96,15 @@ def test_cache_key_changes_with_config_and_data_but_not_device(tiny_set, tmp_pat
     assert key != course.cache_key(config, other)
 
 
+def test_cache_key_changes_with_the_training_code(tiny_set, monkeypatch):
+    # A model cached before model.py changed must not be served after it.
+    key = course.cache_key(SimpleNetConfig.quick(), tiny_set)
+    version = course.training_code_version()
+    assert len(version) == 12 and all(c in "0123456789abcdef" for c in version)
+    monkeypatch.setattr(course, "training_code_version", lambda: "0" * 12)
+    assert course.cache_key(SimpleNetConfig.quick(), tiny_set) != key
+
+
 def test_course_model_trains_once_then_loads(env, tmp_path, tiny_set):
     config = SimpleNetConfig.quick(image_size=64, epochs=1, device="cpu")
     first = course.course_model(config, tiny_set, progress=False)
