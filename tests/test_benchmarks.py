@@ -82,3 +82,24 @@ def test_cache_sizes_follow_from_the_shapes(results):
     assert results["paper_images_in_8gb"] == {"float32": 1004, "float16": 2009}
     # The demo run's measured cache matches the shape arithmetic of its own configuration.
     assert results["datasets"]["demo"]["cache_mb_measured"] == pytest.approx(cache["this_run"]["float32"])
+
+
+def test_suite_summary_means_by_hand():
+    # Two seeds on a real set, one on a demo texture without pixel metrics: the real-set mean row
+    # leaves the demo texture out, the all-sets row does not.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import suite
+
+    runs = {"hazelnut_toy": [{"image_auroc": 1.0, "pixel_auroc": 0.9, "aupro": 0.8, "wall_seconds": 10.0},
+                             {"image_auroc": 1.0, "pixel_auroc": 0.9, "aupro": 0.6, "wall_seconds": 14.0}],
+            "gravel": [{"image_auroc": 0.5, "pixel_auroc": None, "aupro": None, "wall_seconds": 20.0}]}
+    summary = suite.summarise(runs)
+    assert summary["per_set"]["hazelnut_toy"]["aupro"] == pytest.approx((0.7, 0.1))
+    assert summary["per_set"]["gravel"]["aupro"] is None
+    assert summary["mean"]["image_auroc"] == pytest.approx(0.75)
+    assert summary["mean"]["wall_seconds"] == pytest.approx(16.0)
+    assert summary["mean_real"]["image_auroc"] == pytest.approx(1.0)
+    table = suite.markdown(summary, [0, 1])
+    assert "| **mean, real sets** | **1.000** | **0.900** | **0.700** | **12.0** |" in table
+    assert "| **mean, all sets** | **0.750** |" in table
+    assert "mean_real" not in suite.summarise({"hazelnut_toy": runs["hazelnut_toy"]})
