@@ -16,26 +16,20 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import suite  # noqa: E402
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "seconds_features", "seconds_train",
         "ms_per_image_inference")
 
 
 def run_once(data: Path, seed: int, extra: list[str]) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        output = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "simplenet_edu", "--quiet", "evaluate", "--data", str(data),
-                   "--seed", str(seed), "--output", str(output), *extra]
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - start
-        report = json.loads(output.read_text())
-    return {"seed": seed, "wall_seconds": wall, **{key: report[key] for key in KEYS}}
+    """``suite.run_once`` (one ``simplenet-edu evaluate`` in a fresh process), reduced to :data:`KEYS`."""
+    report = suite.run_once(data, seed, extra)
+    return {"seed": seed, "wall_seconds": report["wall_seconds"], **{key: report[key] for key in KEYS}}
 
 
 def summarise(rows: list[dict]) -> dict:

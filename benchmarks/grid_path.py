@@ -35,7 +35,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import suite  # noqa: E402
 from simplenet_edu import data as data_lib, metrics, model as model_lib  # noqa: E402
 from simplenet_edu.model import SimpleNet, SimpleNetConfig  # noqa: E402
 from simplenet_edu.noise import PerlinNoise  # noqa: E402
@@ -292,10 +294,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.with_suffix(".md").write_text(text)
-        output.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+        suite.write_md_json(args.output, text, out)
     return 0
 
 

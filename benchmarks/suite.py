@@ -96,7 +96,7 @@ def markdown(summary: dict, seeds: list[int]) -> str:
         return (f"| **{label}** | **{m['image_auroc']:.3f}** | **{m.get('pixel_auroc', float('nan')):.3f}** | "
                 f"**{m.get('aupro', float('nan')):.3f}** | **{m['wall_seconds']:.1f}** |")
 
-    lines = [f"| set | image AUROC | pixel AUROC | AUPRO | wall s |", "|---|---|---|---|---|"]
+    lines = ["| set | image AUROC | pixel AUROC | AUPRO | wall s |", "|---|---|---|---|---|"]
     for name, s in summary["per_set"].items():
         lines.append(f"| {name} | {cell(s['image_auroc'])} | {cell(s['pixel_auroc'])} | {cell(s['aupro'])} | "
                      f"{cell(s['wall_seconds'], 1)} |")
@@ -131,6 +131,13 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_md_json(output: Path, text: str, data: dict) -> None:
+    """A benchmark's results: ``OUTPUT.md`` (its printed table) and ``OUTPUT.json``, each atomically."""
+    output = Path(output)
+    write_atomic(output.with_suffix(".md"), text)
+    write_atomic(output.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
 
 
 def main() -> None:

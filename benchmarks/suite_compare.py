@@ -16,6 +16,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import suite  # noqa: E402
+
 
 def per_set(run: dict) -> dict[str, dict]:
     """``{set: {metric: (mean, std)}}`` from a suite JSON's per-seed results."""
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
     runs = [json.loads(path.read_text()) for path in (args.first, args.second)]
     tables = [per_set(run) for run in runs]
     a, b = args.names
-    lines = [f"| set | model | image AUROC | pixel AUROC | AUPRO | features + training s | wall s |",
+    lines = ["| set | model | image AUROC | pixel AUROC | AUPRO | features + training s | wall s |",
              "|---|---|---|---|---|---|---|"]
     means = {name: {} for name in args.names}
     for name in tables[0]:
@@ -72,10 +75,8 @@ def main(argv=None) -> int:
                       "where the set has masks; the mean rows average the per-set means.", "", *lines]) + "\n"
     print(text)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.with_suffix(".md").write_text(text)
-        args.output.with_suffix(".json").write_text(json.dumps(
-            {"command": command, "names": args.names, "runs": dict(zip(args.names, runs))}, indent=2) + "\n")
+        suite.write_md_json(args.output, text,
+                            {"command": command, "names": args.names, "runs": dict(zip(args.names, runs))})
     return 0
 
 

@@ -22,7 +22,6 @@ The machine is shared: read the ratios, not the seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -33,7 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import suite  # noqa: E402
 from simplenet_edu import model as simplenet_lib  # noqa: E402
 from simplenet_edu import supersimplenet as ssn_lib  # noqa: E402
 from simplenet_edu.data import list_images  # noqa: E402
@@ -165,10 +166,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.with_suffix(".md").write_text(text)
-        output.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+        suite.write_md_json(args.output, text, out)
     return 0
 
 

@@ -171,8 +171,17 @@ def summarise(results: dict[str, list[dict]]) -> dict:
                 per_set[name][key] = (float(np.mean(values)), float(np.std(values)))
     means = {key: float(np.mean([s[key][0] for s in per_set.values() if key in s]))
              for key in ("image_auroc", "pixel_auroc", "aupro") if any(key in s for s in per_set.values())}
-    worst_spread = max(s["image_auroc"][1] for s in per_set.values())
+    # One seed has no spread to speak of: None, printed as "-".
+    worst_spread = (max(s["image_auroc"][1] for s in per_set.values())
+                    if any(len(rows) > 1 for rows in results.values()) else None)
     return {"per_set": per_set, "mean": means, "worst_image_auroc_std": worst_spread}
+
+
+def header_markdown(names: list[str], with_masks: set[str], extra: tuple[str, ...] = ()) -> str:
+    """The table's two header lines: per set ``img / AUPRO`` (``img`` for sets without masks)."""
+    columns = ["recipe", *(f"{n} img / AUPRO" if n in with_masks else f"{n} img" for n in names),
+               "mean img", "mean AUPRO", "worst img std", *extra]
+    return "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
 
 
 def row_markdown(label: str, summary: dict, names: list[str]) -> str:
@@ -184,8 +193,9 @@ def row_markdown(label: str, summary: dict, names: list[str]) -> str:
             cell += f" / {s['aupro'][0]:.3f}"
         cells.append(cell)
     m = summary["mean"]
+    spread = summary["worst_image_auroc_std"]
     return (f"| {label} | " + " | ".join(cells) + f" | {m['image_auroc']:.3f} | {m.get('aupro', float('nan')):.3f} | "
-            f"{summary['worst_image_auroc_std']:.3f} |")
+            f"{'-' if spread is None else f'{spread:.3f}'} |")
 
 
 def main() -> None:
@@ -211,10 +221,7 @@ def main() -> None:
     features = {name: SetFeatures(name, root, base, backbone) for name, root in sets.items()}
     names = list(sets)
     print(f"command: python benchmarks/sweep.py {' '.join(sys.argv[1:])}\n")
-    header = "| recipe | " + " | ".join(f"{n} img / AUPRO" if features[n].masks is not None else f"{n} img"
-                                       for n in names) + " | mean img | mean AUPRO | worst img std |"
-    print(header)
-    print("|" + "---|" * (len(names) + 4), flush=True)
+    print(header_markdown(names, {n for n in names if features[n].masks is not None}), flush=True)
     records = []
     for recipe in parse_grid(args.grid):
         results = {}

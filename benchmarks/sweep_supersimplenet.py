@@ -31,22 +31,9 @@ from simplenet_edu.benchmark import run_job  # noqa: E402
 from simplenet_edu.supersimplenet import SuperSimpleNetConfig  # noqa: E402
 
 
-def row(label: str, results: dict[str, list[dict]]) -> str:
-    cells, images, pros, spreads, seconds = [], [], [], [], []
-    for name, runs in results.items():
-        image = [r["image_auroc"] for r in runs]
-        pro = [r["aupro"] for r in runs if r.get("aupro") is not None]
-        images.append(np.mean(image))
-        spreads.append(np.std(image))
-        seconds += [r["seconds_features"] + r["seconds_train"] for r in runs]
-        if pro:
-            pros.append(np.mean(pro))
-            cells.append(f"{np.mean(image):.3f} / {np.mean(pro):.3f}")
-        else:
-            cells.append(f"{np.mean(image):.3f}")
-    spread = "-" if len(next(iter(results.values()))) < 2 else f"{max(spreads):.3f}"
-    return (f"| {label} | " + " | ".join(cells) + f" | {np.mean(images):.3f} | {np.mean(pros):.3f} | {spread} | "
-            f"{np.mean(seconds):.1f} |")
+def seconds_column(results: dict[str, list[dict]]) -> str:
+    """Mean seconds of features + training per job, the last column."""
+    return f" {np.mean([r['seconds_features'] + r['seconds_train'] for rows in results.values() for r in rows]):.1f} |"
 
 
 def main() -> None:
@@ -64,9 +51,8 @@ def main() -> None:
         sys.exit("sweep: no set of the development suite found; nothing to do")
     base = sweep.parse_grid(args.base)[0] if args.base else {}
     recipes = sweep.parse_grid(args.grid) if args.grid else [{}]
-    print("| recipe | " + " | ".join(f"{n} img / AUPRO" if n != "solar_cell" else f"{n} img" for n in sets)
-          + " | mean img | mean AUPRO | worst img std | features + training s |")
-    print("|---" * (len(sets) + 5) + "|", flush=True)
+    with_masks = {name for name, folder in sets.items() if (folder / "ground_truth").is_dir()}
+    print(sweep.header_markdown(list(sets), with_masks, ("features + training s",)), flush=True)
     everything = []
     for recipe in recipes:
         config = SuperSimpleNetConfig.from_dict({**SuperSimpleNetConfig().to_dict(), **base, **recipe}).to_dict()
@@ -76,11 +62,13 @@ def main() -> None:
             for seed in args.seeds:
                 start = time.perf_counter()
                 report = run_job(folder, config, seed, model_kind="supersimplenet")
-                results[name].append({k: report.get(k) for k in
-                                      ("image_auroc", "pixel_auroc", "aupro", "seconds_features", "seconds_train")}
+                # None (no masks) left out: sweep.summarise averages the keys a row has.
+                keep = ("image_auroc", "pixel_auroc", "aupro", "seconds_features", "seconds_train")
+                results[name].append({k: report[k] for k in keep if report.get(k) is not None}
                                      | {"seed": seed, "wall_seconds": time.perf_counter() - start})
         label = ", ".join(f"{k}={v}" for k, v in recipe.items()) or "default"
-        print(row(label, results), flush=True)
+        print(sweep.row_markdown(label, sweep.summarise(results), list(sets)) + seconds_column(results),
+              flush=True)
         everything.append({"recipe": recipe, "base": base, "results": results})
     if args.output:
         suite.write_atomic(args.output, json.dumps({"command": " ".join(sys.argv), "runs": everything},

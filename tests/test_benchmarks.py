@@ -103,3 +103,17 @@ def test_suite_summary_means_by_hand():
     assert "| **mean, real sets** | **1.000** | **0.900** | **0.700** | **12.0** |" in table
     assert "| **mean, all sets** | **0.750** |" in table
     assert "mean_real" not in suite.summarise({"hazelnut_toy": runs["hazelnut_toy"]})
+
+
+def test_sweep_rows_by_hand():
+    # One seed: no spread ("-"); two seeds: the larger per-set std of image AUROC.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import sweep
+
+    one = {"hazelnut_toy": [{"image_auroc": 1.0, "aupro": 0.8}], "solar_cell": [{"image_auroc": 0.9}]}
+    assert sweep.header_markdown(list(one), {"hazelnut_toy"}).splitlines()[0] == \
+        "| recipe | hazelnut_toy img / AUPRO | solar_cell img | mean img | mean AUPRO | worst img std |"
+    assert sweep.row_markdown("x", sweep.summarise(one), list(one)) == "| x | 1.000 / 0.800 | 0.900 | 0.950 | 0.800 | - |"
+    two = {"hazelnut_toy": [{"image_auroc": 1.0, "aupro": 0.8}, {"image_auroc": 0.8, "aupro": 0.6}],
+           "solar_cell": [{"image_auroc": 0.9}, {"image_auroc": 0.9}]}
+    assert sweep.row_markdown("y", sweep.summarise(two), list(two)) == "| y | 0.900 / 0.700 | 0.900 | 0.900 | 0.700 | 0.100 |"
