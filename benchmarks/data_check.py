@@ -31,7 +31,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "solar_cell"
 def _check_in_fresh_process(data: Path) -> dict:
     code = (
         # Imported first, as the command line has by then: the check's own time, not torch's import.
-        "import json, time; import simplenet_edu.backbones; from simplenet_edu.data import check_dataset\n"
+        "import json, time; import simplenet_edu.stages.backbones; from simplenet_edu.data import check_dataset\n"
         f"t = time.perf_counter(); c = check_dataset({str(data)!r}, need_test=True, image_size=256, "
         "backbone='efficientnet_lite0'); first = time.perf_counter() - t\n"
         f"t = time.perf_counter(); check_dataset({str(data)!r}, need_test=True); again = time.perf_counter() - t\n"
@@ -45,7 +45,7 @@ def _timed_evaluate(data: Path, preset: str) -> tuple[float, float, int]:
     """Wall seconds of one ``simplenet-edu evaluate``, seconds inside check_dataset, and its call count."""
     import simplenet_edu.data as data_lib
     import simplenet_edu.data.checks as checks
-    from simplenet_edu.cli import main
+    from simplenet_edu.apps.cli import main
 
     spent, calls = [], 0
     real = checks.check_dataset

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from simplenet_edu.benchmark import available_cores  # noqa: E402
+from simplenet_edu.apps.benchmark import available_cores  # noqa: E402
 from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset  # noqa: E402
 
 

@@ -37,8 +37,8 @@ import torch
 
 from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
-from simplenet_edu.evaluation import evaluate
-from simplenet_edu.metrics import image_auroc
+from simplenet_edu.evaluation.evaluator import evaluate
+from simplenet_edu.evaluation.metrics import image_auroc
 
 PAPER_FPS = 77.0            # Liu et al. 2023, RTX 3080 Ti
 BF16_AUROC_TOLERANCE = 0.005
@@ -134,7 +134,7 @@ def lite0_config(smoke: bool, seed: int) -> tuple[SimpleNetConfig, str]:
     config = SimpleNetConfig.quick(image_size=64, epochs=2) if smoke else SimpleNetConfig()
     config = dataclasses.replace(config, seed=seed)
     try:
-        from simplenet_edu.backbones import lite0_weights_path
+        from simplenet_edu.stages.backbones import lite0_weights_path
 
         lite0_weights_path()
         return config, "ImageNet weights"

@@ -38,9 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import suite  # noqa: E402
-from simplenet_edu import data as data_lib, metrics, model as model_lib  # noqa: E402
-from simplenet_edu.model import SimpleNet, SimpleNetConfig  # noqa: E402
-from simplenet_edu.noise import PerlinNoise  # noqa: E402
+from simplenet_edu import data as data_lib
+from simplenet_edu.evaluation.evaluator import metrics
+from simplenet_edu.simplenet import model as model_lib
+from simplenet_edu.simplenet.model import SimpleNet
+from simplenet_edu.simplenet.config import SimpleNetConfig
+from simplenet_edu.simplenet.anomaly_generator import PerlinNoise  # noqa: E402
 
 VARIANTS = {
     "gaussian, grid path": dict(generator="gaussian"),   # the paper's noise and MLP, fed grid batches

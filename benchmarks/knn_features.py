@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep  # noqa: E402
 
-from simplenet_edu import metrics  # noqa: E402
-from simplenet_edu.localization import anomaly_maps  # noqa: E402
-from simplenet_edu.model import SimpleNetConfig  # noqa: E402
+from simplenet_edu.evaluation.evaluator import metrics  # noqa: E402
+from simplenet_edu.evaluation.localization import anomaly_maps  # noqa: E402
+from simplenet_edu.simplenet.config import SimpleNetConfig  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     config = SimpleNetConfig(device="cpu", pretrain_embed_dim=args.pretrain_embed_dim,
                              target_embed_dim=args.target_embed_dim)
-    from simplenet_edu.backbones import load_backbone
+    from simplenet_edu.stages.backbones import load_backbone
 
     backbone = load_backbone(config.backbone)
     print(f"| set | image AUROC | AUPRO |  (D = {args.target_embed_dim}, pretrain {args.pretrain_embed_dim})")

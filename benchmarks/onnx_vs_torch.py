@@ -3,7 +3,7 @@
     python benchmarks/onnx_vs_torch.py [--quick | --smoke] [--output FILE.json]
 
 Trains a small model on the demo set (the default configuration's 256 px input, few steps: speed does
-not depend on how well the heads are trained), exports it (``simplenet_edu.deploy.export_onnx``), then
+not depend on how well the heads are trained), exports it (``simplenet_edu.deploy.export.export_onnx``), then
 times, interleaved (torch, onnxruntime, torch, ...) and reduced to medians:
 
 - ``predict`` on a batch of 8 test images and on one image: ``SimpleNet.predict`` (the folded scorer,
@@ -34,8 +34,8 @@ import torch
 
 from simplenet_edu import SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
-from simplenet_edu.deploy import export_onnx
-from simplenet_edu.onnx_predict import OnnxModel
+from simplenet_edu.deploy.export import export_onnx
+from simplenet_edu.deploy.runtime import OnnxModel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
 COLD = """\
 import sys, time
 start = time.perf_counter()
-from simplenet_edu.cli import main
+from simplenet_edu.apps.cli import main
 code = main(sys.argv[1:])
 seconds = time.perf_counter() - start
 hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1]

@@ -46,11 +46,11 @@ from torch import nn
 
 from simplenet_edu import SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
-from simplenet_edu.backbones import backbone_info
-from simplenet_edu.evaluation import evaluate
-from simplenet_edu.model import make_optimizers, train_step
-from simplenet_edu.variants import make_loss
-from simplenet_edu.noise import GaussianNoise
+from simplenet_edu.stages.backbones import backbone_info
+from simplenet_edu.evaluation.evaluator import evaluate
+from simplenet_edu.simplenet.model import make_optimizers, train_step
+from simplenet_edu.simplenet.variants import make_loss
+from simplenet_edu.simplenet.anomaly_generator import GaussianNoise
 
 REPO = Path(__file__).resolve().parents[1]
 HAZELNUT = REPO.parent / "shared" / "data" / "hazelnut_toy"  # override with $SIMPLENET_EDU_HAZELNUT

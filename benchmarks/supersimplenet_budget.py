@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import suite  # noqa: E402
-from simplenet_edu import model as simplenet_lib  # noqa: E402
-from simplenet_edu import supersimplenet as ssn_lib  # noqa: E402
+from simplenet_edu.simplenet import model as simplenet_lib  # noqa: E402
+from simplenet_edu.supersimplenet import model as ssn_lib  # noqa: E402
 from simplenet_edu.data import list_images  # noqa: E402
-from simplenet_edu.losses import SuperSimpleNetLoss  # noqa: E402
-from simplenet_edu.perlin import PerlinAnomalyGenerator  # noqa: E402
+from simplenet_edu.supersimplenet.loss import SuperSimpleNetLoss  # noqa: E402
+from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator  # noqa: E402
 
 SUITE = ROOT.parent / "shared" / "data"
 

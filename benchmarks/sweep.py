@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simplenet_edu import data as data_lib  # noqa: E402
-from simplenet_edu import metrics  # noqa: E402
-from simplenet_edu.model import SimpleNet, SimpleNetConfig  # noqa: E402
+from simplenet_edu.evaluation.evaluator import metrics  # noqa: E402
+from simplenet_edu.simplenet.model import SimpleNet
+from simplenet_edu.simplenet.config import SimpleNetConfig
 
 SUITE = ("hazelnut_toy", "metal_plate", "cookie", "solar_cell")
 DEMO = ("brick", "gravel", "grass")
@@ -111,7 +112,7 @@ class SetFeatures:
         """The painted validation set of this seed's held-out images and its features (built once)."""
         key = (seed, model.config.val_images)
         if key not in self.painted:
-            from simplenet_edu.validation import painted_validation_set
+            from simplenet_edu.simplenet.validation import painted_validation_set
 
             images = self.train_images[holdout_idx][: model.config.val_images].float() / 255
             painted = painted_validation_set(images, seed)
@@ -215,7 +216,7 @@ def main() -> None:
     sets = suite_sets(args.suite, args.demo, args.sets)
     if not sets:
         sys.exit("sweep: no data sets found")
-    from simplenet_edu.backbones import load_backbone
+    from simplenet_edu.stages.backbones import load_backbone
 
     backbone = load_backbone(base.backbone, weights_path=base.weights_path, pretrained=base.pretrained)
     features = {name: SetFeatures(name, root, base, backbone) for name, root in sets.items()}

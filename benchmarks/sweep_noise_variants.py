@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep  # noqa: E402
 
-from simplenet_edu import model as model_lib  # noqa: E402
-from simplenet_edu import noise, variants  # noqa: E402
+from simplenet_edu.simplenet import model as model_lib  # noqa: E402
+from simplenet_edu.simplenet import anomaly_generator as noise, variants  # noqa: E402
 
 
 class PerDimensionNoise(noise.GaussianNoise):

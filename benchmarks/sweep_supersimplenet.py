@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import suite  # noqa: E402
 import sweep  # noqa: E402
 
-from simplenet_edu.benchmark import run_job  # noqa: E402
-from simplenet_edu.supersimplenet import SuperSimpleNetConfig  # noqa: E402
+from simplenet_edu.apps.benchmark import run_job  # noqa: E402
+from simplenet_edu.supersimplenet.config import SuperSimpleNetConfig  # noqa: E402
 
 
 def seconds_column(results: dict[str, list[dict]]) -> str:

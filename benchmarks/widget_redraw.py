@@ -18,14 +18,14 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from simplenet_edu.evaluation import EvaluationResult
-from simplenet_edu.widgets import ThresholdExplorer
+from simplenet_edu.evaluation.evaluator import EvaluationResult
+from simplenet_edu.course.widgets import ThresholdExplorer
 
 DEFECTS = ["scratch", "hole", "stain", "crack"]
 
 
 def synthetic_result(n_images: int, size: int, seed: int) -> EvaluationResult:
-    """A result shaped like :func:`simplenet_edu.evaluation.evaluate`'s: 40% normal images, the rest
+    """A result shaped like :func:`simplenet_edu.evaluation.evaluator.evaluate`'s: 40% normal images, the rest
     spread over four defect types; maps are smoothed noise plus a Gaussian blob over each mask."""
     rng = np.random.default_rng(seed)
     n_normal = int(0.4 * n_images)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from simplenet_edu import InputError, SimpleNetConfig
-from simplenet_edu.ablation import DEFAULT_ROW, all_variants, run_ablation, to_markdown
-from simplenet_edu.cli import main
+from simplenet_edu.apps.ablation import DEFAULT_ROW, all_variants, run_ablation, to_markdown
+from simplenet_edu.apps.cli import main
 from simplenet_edu.data import make_demo_dataset
 
 
@@ -42,7 +42,7 @@ def test_rows_have_the_default_first_and_every_metric(rows):
 
 def test_default_row_matches_a_plain_fit_and_evaluate(rows, demo):
     from simplenet_edu import SimpleNet
-    from simplenet_edu.evaluation import evaluate
+    from simplenet_edu.evaluation.evaluator import evaluate
 
     result = evaluate(SimpleNet(config()).fit(demo, progress=False), demo, progress=False)
     assert rows[0]["image_auroc_mean"] == pytest.approx(result.metrics["image_auroc"], abs=1e-6)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from simplenet_edu.backbones import (
+from simplenet_edu.stages.backbones import (
     BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -19,7 +19,7 @@ from simplenet_edu.backbones import (
     load_backbone,
     load_lite0_classifier,
 )
-from simplenet_edu.errors import InputError
+from simplenet_edu.utils.errors import InputError
 
 
 def photo(image: np.ndarray, size: int = 224) -> torch.Tensor:

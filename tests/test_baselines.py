@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from simplenet_edu import InputError, data
-from simplenet_edu.baselines import NearestNeighbourBaseline, greedy_coreset, nearest_distances
-from simplenet_edu.evaluation import evaluate
-from simplenet_edu.model import SimpleNetConfig
+from simplenet_edu.course.baselines import NearestNeighbourBaseline, greedy_coreset, nearest_distances
+from simplenet_edu.evaluation.evaluator import evaluate
+from simplenet_edu.simplenet.config import SimpleNetConfig
 
 
 def test_nearest_distances_by_hand():
@@ -55,12 +55,13 @@ def test_fit_predict_and_evaluate_like_simplenet(tiny_set):
     assert torch.isclose(scores[0], baseline.patch_scores(image).max())
 
     # A patch kept in the bank is its own nearest neighbour: distance 0.
-    features, _ = baseline._features.extractor(image)
+    features, _ = baseline.extractor(image)
     assert nearest_distances(baseline.bank[:5], baseline.bank).tolist() == [0.0] * 5
     assert nearest_distances(features[0], baseline.bank).min() >= 0
 
     # The held-out normal image sets the threshold: it is not flagged (at most 1 % of 1 image may be).
-    _, holdout = baseline._features._split_holdout(baseline._features._training_images(tiny_set))
+    images = baseline.training_images(tiny_set)
+    holdout = images[baseline.split_holdout(len(images))[1]]
     assert (baseline.predict(holdout)[0].numpy().astype(np.float64) < baseline.threshold_normal).all()
     result = evaluate(baseline, tiny_set, progress=False)
     assert len(result) == 2 + len(data.DEMO_DEFECTS)

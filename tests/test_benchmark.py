@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from simplenet_edu import benchmark
-from simplenet_edu.benchmark import Job
-from simplenet_edu.cli import main
+from simplenet_edu.apps import benchmark
+from simplenet_edu.apps.benchmark import Job
+from simplenet_edu.apps.cli import main
 from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset
-from simplenet_edu.errors import InputError
+from simplenet_edu.utils.errors import InputError
 
 FAST = ["--preset", "quick", "--image-size", "64", "--steps", "10", "--device", "cpu", "--seeds", "0"]
 LOCAL = [*FAST, "--device", "auto"]  # the local run's options (and so its fingerprint)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from simplenet_edu.cli import main
+from simplenet_edu.apps.cli import main
 from simplenet_edu.data import make_demo_dataset
 
 FAST = ["--preset", "quick", "--image-size", "64", "--epochs", "2", "--device", "cpu"]

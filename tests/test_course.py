@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from simplenet_edu import InputError, course, data
-from simplenet_edu.model import SimpleNet, SimpleNetConfig
+from simplenet_edu.simplenet.model import SimpleNet
+from simplenet_edu.simplenet.config import SimpleNetConfig
 
 ENV = ("SIMPLENET_EDU_QUICK", "SIMPLENET_EDU_PAPER", "SIMPLENET_EDU_DATA", "SIMPLENET_EDU_HOME")
 
@@ -101,7 +102,7 @@ def test_cache_key_changes_with_the_training_code(tiny_set, monkeypatch):
     key = course.cache_key(SimpleNetConfig.quick(), tiny_set)
     version = course.training_code_version()
     assert len(version) == 12 and all(c in "0123456789abcdef" for c in version)
-    monkeypatch.setattr(course, "training_code_version", lambda: "0" * 12)
+    monkeypatch.setattr(course.settings, "training_code_version", lambda: "0" * 12)
     assert course.cache_key(SimpleNetConfig.quick(), tiny_set) != key
 
 

@@ -25,7 +25,7 @@ from simplenet_edu.data import (
     split_holdout,
     stack,
 )
-from simplenet_edu.errors import InputError
+from simplenet_edu.utils.errors import InputError
 
 
 def save(image: Image.Image, path: Path) -> Path:

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import simplenet_edu.model as model_module
-from simplenet_edu.cli import main
+import simplenet_edu.simplenet.model as model_module
+from simplenet_edu.apps.cli import main
 from simplenet_edu.data import check_dataset, make_demo_dataset
-from simplenet_edu.errors import InputError, InputErrors
+from simplenet_edu.utils.errors import InputError, InputErrors
 
 FAST = ["--preset", "quick", "--image-size", "64", "--steps", "20", "--device", "cpu"]
 TIMINGS = ("seconds_features", "seconds_train", "ms_per_image_inference")
@@ -332,7 +332,7 @@ def test_ctrl_c_within_a_bars_first_display_still_ends_its_line():
 
     from tqdm import tqdm
 
-    from simplenet_edu.cli import _close_progress_bars
+    from simplenet_edu.apps.cli import _close_progress_bars
 
     screen = io.StringIO()
     bar = tqdm(total=5, desc="train steps", file=screen)

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from simplenet_edu import InputError, SimpleNet, SimpleNetConfig, data, deploy, heatmaps, onnx_predict
-from simplenet_edu.cli import main
+from simplenet_edu import InputError, SimpleNet, SimpleNetConfig, data
+from simplenet_edu.deploy import export as deploy, heatmaps, runtime as onnx_predict
+from simplenet_edu.apps.cli import main
 
 pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install -e '.[test]')")
 pytest.importorskip("onnx", reason="needs onnx (pip install -e '.[test]')")
@@ -142,7 +143,7 @@ def test_cli_refusal_is_one_line_and_exit_code_2(trained, tmp_path, capsys, monk
 def test_unfolded_non_square_variant_exports_too_and_conv_adaptor_is_refused(tmp_path):
     # Untrained heads in evaluation mode give scores as definite as trained ones: enough to compare.
     model = SimpleNet(SimpleNetConfig.quick(image_size=(48, 80), discriminator="conv", device="cpu")).eval()
-    model.sigma = 1.0
+    model.sigma, model.fitted = 1.0, True
     report = deploy.export_onnx(model, tmp_path / "conv.onnx")
     assert report.max_score_difference <= deploy.DEFAULT_TOLERANCE
     assert report.max_map_difference <= deploy.DEFAULT_TOLERANCE
@@ -151,7 +152,7 @@ def test_unfolded_non_square_variant_exports_too_and_conv_adaptor_is_refused(tmp
     images = torch.rand(3, 3, 48, 80, generator=torch.Generator().manual_seed(1))
     assert np.abs(onnx_model.predict(images.numpy())[1] - model.predict(images)[1].numpy()).max() <= 1e-4
     conv = SimpleNet(SimpleNetConfig.quick(image_size=64, adaptor="conv", device="cpu")).eval()
-    conv.sigma = 1.0
+    conv.sigma, conv.fitted = 1.0, True
     with pytest.raises(InputError, match="adaptor cannot be exported"):
         deploy.export_onnx(conv, tmp_path / "x.onnx")
     with pytest.raises(InputError, match="not trained"):
@@ -208,7 +209,7 @@ def test_onnx_predict_never_imports_torch(exported, demo, tmp_path):
         "import sys\n"
         "for name in ('torch', 'torchvision', 'timm', 'matplotlib', 'scipy', 'sklearn', 'skimage', 'tqdm'):\n"
         "    sys.modules[name] = None\n"
-        "from simplenet_edu.cli import main\n"
+        "from simplenet_edu.apps.cli import main\n"
         f"code = main(['--quiet', 'predict', '--model', {str(exported)!r}, '--images', "
         f"{str(demo / 'test' / 'scratch')!r}, '--output-dir', {str(out_dir)!r}])\n"
         "loaded = sorted(m for m, module in sys.modules.items() if module is not None and m.split('.')[0] in\n"
@@ -303,7 +304,7 @@ def test_normalised_score_formula_by_hand():
 
 
 def test_robust_spread_by_hand():
-    from simplenet_edu.model import robust_spread
+    from simplenet_edu.utils.stats import robust_spread
 
     # 0, 1, 2, 3, 100: median 2, absolute deviations 2, 1, 0, 1, 98, their median 1; the 100 does not count.
     assert robust_spread(np.array([0.0, 1.0, 2.0, 3.0, 100.0])) == pytest.approx(1.4826)

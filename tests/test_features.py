@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from simplenet_edu.features import (
+from simplenet_edu.simplenet.local_aggregation import (
     FeatureExtractor,
     LocalAggregation,
     pool_to_dim,
@@ -104,7 +104,7 @@ def test_folded_convolution_equals_the_step_by_step_recipe():
 
 
 def test_pooling_matrix_rows_are_averaging_windows():
-    from simplenet_edu.features import pooling_matrix
+    from simplenet_edu.simplenet.local_aggregation import pooling_matrix
 
     # 6 -> 4: windows [0, 2), [1, 3), [3, 5), [4, 6) by the floor/ceil rule, each weight 1/2.
     expected = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0, 0],

@@ -3,7 +3,7 @@ every image exactly once, and the windows of a step come from different images."
 
 import torch
 
-from simplenet_edu.model import GridBatches
+from simplenet_edu.simplenet.model import GridBatches
 
 
 def test_one_pass_visits_every_cell_once_and_mixes_images():

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from simplenet_edu.adapter import FeatureAdaptor
-from simplenet_edu.discriminator import Discriminator, truncated_l1_loss
-from simplenet_edu.noise import GaussianNoise, noise_sigma
+from simplenet_edu.simplenet.feature_adaptor import FeatureAdaptor
+from simplenet_edu.simplenet.discriminator import Discriminator
+from simplenet_edu.simplenet.loss import truncated_l1_loss
+from simplenet_edu.simplenet.anomaly_generator import GaussianNoise, noise_sigma
 
 
 def test_truncated_l1_loss_at_known_points():
@@ -73,7 +74,7 @@ def test_mix_noise_draws_sigmas_from_the_geometric_ladder():
 def test_discriminator_batchnorm_equals_torchs_on_patch_features():
     # Our BatchNorm1d computes on an [N, C, 1] view for speed; the numbers and running statistics
     # must be those of nn.BatchNorm1d on [N, C].
-    from simplenet_edu.discriminator import BatchNorm1d
+    from simplenet_edu.simplenet.discriminator import BatchNorm1d
 
     x = torch.randn(64, 12, generator=torch.Generator().manual_seed(0)) * 3 + 1
     ours, reference = BatchNorm1d(12), torch.nn.BatchNorm1d(12)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from simplenet_edu.localization import anomaly_maps, gaussian_kernel1d, gaussian_smooth
+from simplenet_edu.evaluation.localization import anomaly_maps, gaussian_kernel1d, gaussian_smooth
 
 
 def test_kernel_matches_scipy_radius_and_sums_to_one():

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from simplenet_edu.errors import InputError
-from simplenet_edu.metrics import (
+from simplenet_edu.utils.errors import InputError
+from simplenet_edu.evaluation.metrics import (
     aupro,
     confusion_at,
     f1_max,

@@ -6,7 +6,7 @@ import torch
 
 from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
 from simplenet_edu.data import make_demo_dataset
-from simplenet_edu.evaluation import evaluate
+from simplenet_edu.evaluation.evaluator import evaluate
 
 
 def tiny_config(**overrides):
@@ -111,7 +111,7 @@ def test_pipeline_on_hazelnut_toy(hazelnut_root):
 def test_folded_inference_gives_the_unfolded_scores(images, adaptor):
     # Aggregation, adaptor, first linear layer and BatchNorm (evaluation mode) are one affine map:
     # predict folds them into one convolution per layer; the scores must not change.
-    from simplenet_edu.model import FoldedScorer
+    from simplenet_edu.simplenet.model import FoldedScorer
 
     model = SimpleNet(tiny_config(adaptor=adaptor)).fit(images, progress=False)
     folded = FoldedScorer.of(model)

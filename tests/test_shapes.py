@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from simplenet_edu import SimpleNet, SimpleNetConfig
-from simplenet_edu.cli import main
+from simplenet_edu.apps.cli import main
 from simplenet_edu.data import MVTecDataset, aspect_shapes, input_shapes, load_image
-from simplenet_edu.errors import InputError
+from simplenet_edu.utils.errors import InputError
 
 
 def ramp(width: int, height: int) -> Image.Image:

@@ -9,13 +9,15 @@ import torch
 
 from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
 from simplenet_edu.data import make_demo_dataset
-from simplenet_edu.losses import SuperSimpleNetLoss, focal_loss, signed_truncated_l1
-from simplenet_edu.models import checkpoint_kind, load_model
-from simplenet_edu.noise import perlin_noise
-from simplenet_edu.perlin import PerlinAnomalyGenerator, perlin_masks, perlin_scales
-from simplenet_edu.segdec import ClassificationHead, SegmentationDetectionModule
-from simplenet_edu.supersimplenet import (SuperSimpleNet, SuperSimpleNetConfig, downsample_masks, lr_factor,
-                                          read_training_set, upscaled_features)
+from simplenet_edu.supersimplenet.loss import SuperSimpleNetLoss, focal_loss, signed_truncated_l1
+from simplenet_edu.core.registry import checkpoint_kind, load_model
+from simplenet_edu.stages.perlin import perlin_noise
+from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator, perlin_masks, perlin_scales
+from simplenet_edu.supersimplenet.heads import ClassificationHead, SegmentationDetectionModule
+from simplenet_edu.supersimplenet.features import downsample_masks, upscaled_features
+from simplenet_edu.supersimplenet.model import SuperSimpleNet
+from simplenet_edu.supersimplenet.training import lr_factor, read_anomalous_training_set
+from simplenet_edu.supersimplenet.config import SuperSimpleNetConfig
 
 
 def tiny(**overrides):
@@ -203,7 +205,7 @@ def test_save_load_round_trip_and_checkpoint_kinds(trained, images, tmp_path):
                                              dsc_hidden=32, steps=2, device="cpu")).fit(images, progress=False)
     simple_path = simple.save(tmp_path / "simple.pt")
     assert checkpoint_kind(simple_path) == "simplenet" and isinstance(load_model(simple_path), SimpleNet)
-    with pytest.raises(InputError, match="simplenet checkpoint, not a SuperSimpleNet"):
+    with pytest.raises(InputError, match="simplenet checkpoint, not a supersimplenet one"):
         SuperSimpleNet.load(simple_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["simple.pt", "ssn.pt"]
 
@@ -219,21 +221,24 @@ def test_supervised_with_tensor_masks(images):
 def test_supervised_folder_layout(tmp_path):
     root = make_demo_dataset(tmp_path / "demo", "brick", image_size=64, n_train=6, n_test_good=2,
                              n_test_per_defect=2)
-    found = read_training_set(root, 64)
-    assert found["labels"].sum() == 0                            # only train/good: unsupervised
+    images, masks = read_anomalous_training_set(root, (64, 64), (64, 64))
+    assert len(images) == 0 and masks.shape == (0, 64, 64)          # only train/good: unsupervised
     (root / "train" / "hole").mkdir()
     source = sorted((root / "test" / "hole").iterdir())[0]
     shutil.copy(source, root / "train" / "hole" / "t000.png")
     with pytest.raises(InputError, match="mask file missing"):
-        read_training_set(root, 64)
+        read_anomalous_training_set(root, (64, 64), (64, 64))
     shutil.copy(root / "ground_truth" / "hole" / f"{source.stem}_mask.png",
                 root / "ground_truth" / "hole" / "t000_mask.png")
-    found = read_training_set(root, 64)
-    assert found["labels"].tolist() == [0] * 6 + [1] and found["masks"][-1].sum() > 0
-    assert read_training_set(root, 64, supervised="never")["labels"].sum() == 0
+    images, masks = read_anomalous_training_set(root, (64, 64), (64, 64))
+    assert images.shape == (1, 3, 64, 64) and masks[0].sum() > 0
+    model = SuperSimpleNet(tiny(steps=2)).fit(root, progress=False)
+    assert model.supervised and model.n_anomalous_train == 1
+    model = SuperSimpleNet(tiny(steps=2, supervised="never")).fit(root, progress=False)
+    assert not model.supervised and model.n_anomalous_train == 0
     shutil.copy(source, root / "train" / "hole" / source.name)   # same name as a test image
     with pytest.raises(InputError, match="both"):
-        read_training_set(root, 64)
+        read_anomalous_training_set(root, (64, 64), (64, 64))
 
 
 # ------------------------------------------------------------------ the command line
@@ -243,7 +248,7 @@ def test_cli_train_predict_evaluate_with_supersimplenet(tmp_path, capsys):
     import csv
     import json
 
-    from simplenet_edu.cli import main
+    from simplenet_edu.apps.cli import main
 
     root = make_demo_dataset(tmp_path / "demo", "grass", image_size=64, n_train=6, n_test_good=2,
                              n_test_per_defect=1)
@@ -284,7 +289,7 @@ def test_feature_bank_only_where_it_is_small(images):
 
 
 def test_cli_builds_supersimplenet_configs():
-    from simplenet_edu.cli import build_config, build_parser
+    from simplenet_edu.apps.cli import build_config, build_parser
 
     def config(*options):
         return build_config(build_parser().parse_args(["train", "--data", "x", "--model", "supersimplenet", *options]))
@@ -303,7 +308,7 @@ def test_cli_builds_supersimplenet_configs():
 
 
 def test_benchmark_job_trains_a_supersimplenet(tmp_path):
-    from simplenet_edu.benchmark import run_job
+    from simplenet_edu.apps.benchmark import run_job
 
     root = make_demo_dataset(tmp_path / "demo", "brick", image_size=64, n_train=5, n_test_good=2,
                              n_test_per_defect=1)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from simplenet_edu import SimpleNet, SimpleNetConfig
-from simplenet_edu.model import PatchBatches, endless, make_schedule, training_steps
-from simplenet_edu.validation import paint, painted_validation_set, validation_scores
+from simplenet_edu.simplenet.model import PatchBatches, endless, make_schedule, training_steps
+from simplenet_edu.simplenet.validation import paint, painted_validation_set, validation_scores
 
 
 def tiny_config(**overrides):
@@ -57,7 +57,7 @@ def test_cosine_schedule_halves_at_the_middle_and_ends_at_zero():
 
 
 def test_fit_takes_exactly_the_budget_of_steps_whatever_the_data_size(images, monkeypatch):
-    import simplenet_edu.model as model_lib
+    import simplenet_edu.simplenet.model as model_lib
 
     calls = []
     real_step = model_lib.train_step
@@ -137,7 +137,7 @@ def test_select_validation_keeps_the_best_checkpoint(images, monkeypatch):
 
 def test_history_mean_skips_steps_without_fakes():
     # A Perlin step whose masks were all empty reports d_fake = NaN; the history row averages the rest.
-    from simplenet_edu.model import _nanmean
+    from simplenet_edu.utils.stats import nanmean
 
-    assert _nanmean([1.0, float("nan"), 3.0]) == 2.0
-    assert math.isnan(_nanmean([float("nan"), float("nan")]))
+    assert nanmean([1.0, float("nan"), 3.0]) == 2.0
+    assert math.isnan(nanmean([float("nan"), float("nan")]))

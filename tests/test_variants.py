@@ -7,11 +7,20 @@ import pytest
 import torch
 
 from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
-from simplenet_edu.adapter import ConvAdaptor, IdentityAdaptor
-from simplenet_edu.discriminator import BCELoss, ConvDiscriminator, Discriminator, TruncatedL1Loss
-from simplenet_edu.model import GridBatches, PatchBatches, aggregate, layer_features, train_step
-from simplenet_edu.noise import AdversarialNoise, GaussianNoise, LearnedNoise, MixupNoise, PerlinNoise, perlin_noise
-from simplenet_edu.variants import CHOICES, MaxScore, MeanScore, TopKMeanScore
+from simplenet_edu.simplenet.feature_adaptor import ConvAdaptor, IdentityAdaptor
+from simplenet_edu.simplenet.loss import BCELoss, TruncatedL1Loss
+from simplenet_edu.simplenet.discriminator import ConvDiscriminator, Discriminator
+from simplenet_edu.simplenet.model import GridBatches, PatchBatches, aggregate, layer_features, train_step
+from simplenet_edu.simplenet.anomaly_generator import (
+    AdversarialNoise,
+    GaussianNoise,
+    LearnedNoise,
+    MixupNoise,
+    PerlinNoise,
+)
+from simplenet_edu.stages.perlin import perlin_noise
+from simplenet_edu.simplenet.config import CHOICES
+from simplenet_edu.simplenet.variants import MaxScore, MeanScore, TopKMeanScore
 
 
 def seeded(seed=0):
@@ -185,7 +194,7 @@ def test_bce_loss_at_known_points():
 
 
 def test_truncated_l1_object_matches_the_paper_function_and_tolerates_no_fakes():
-    from simplenet_edu.discriminator import truncated_l1_loss
+    from simplenet_edu.simplenet.loss import truncated_l1_loss
 
     normal, fake = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.2])
     assert TruncatedL1Loss(0.5)(normal, fake).item() == truncated_l1_loss(normal, fake, 0.5).item()
@@ -233,7 +242,7 @@ def test_train_step_counts_unchanged_fakes_as_normal():
 
 
 def test_unknown_variant_names_the_option_and_choices():
-    with pytest.raises(InputError, match=r"generator: unknown variant 'gan'; choose from gaussian, mixup"):
+    with pytest.raises(InputError, match=r"generator: is not a variant; choose from gaussian, mixup.*got 'gan'"):
         SimpleNet(SimpleNetConfig.quick(generator="gan", device="cpu"))
     with pytest.raises(InputError, match="topk"):
         SimpleNet(SimpleNetConfig.quick(image_score="topk", topk=0, device="cpu"))
@@ -274,7 +283,7 @@ def test_every_variant_trains_is_reproducible_and_survives_save_load(part, name,
 
 
 def test_every_variant_says_where_it_comes_from():
-    from simplenet_edu.choices import ORIGINS
+    from simplenet_edu.simplenet.config import ORIGINS
 
     assert set(ORIGINS) == {(part, name) for part, names in CHOICES.items() for name in names}
     assert all(ORIGINS[part, names[0]].startswith("the paper:") for part, names in CHOICES.items())

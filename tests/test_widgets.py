@@ -16,11 +16,11 @@ import re
 import numpy as np
 import pytest
 
-from simplenet_edu import metrics
-from simplenet_edu.errors import InputError
-from simplenet_edu.evaluation import EvaluationResult
-from simplenet_edu.viz import plot_score_histograms
-from simplenet_edu.widgets import ThresholdExplorer, explore
+from simplenet_edu.evaluation.evaluator import metrics
+from simplenet_edu.utils.errors import InputError
+from simplenet_edu.evaluation.evaluator import EvaluationResult
+from simplenet_edu.course.viz import plot_score_histograms
+from simplenet_edu.course.widgets import ThresholdExplorer, explore
 
 SCORES = np.array([0.1, 0.3, 0.6, 0.5, 0.8, 0.9], dtype=np.float32)
 LABELS = np.array([0, 0, 0, 1, 1, 1])
@@ -163,7 +163,7 @@ def test_a_normal_threshold_next_to_a_score_stays_exact():
 
 
 def test_threshold_labels_are_short_and_distinct():
-    from simplenet_edu.widgets import _threshold_labels
+    from simplenet_edu.course.widgets import _threshold_labels
 
     assert _threshold_labels([0.1, 0.8615, 2.0]) == ["0.1", "0.8615", "2"]
     # Neighbours that read alike at 4 digits get more, and only they.

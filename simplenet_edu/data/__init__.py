@@ -22,7 +22,6 @@ One concern per module, all importable from here (``from simplenet_edu.data impo
 - ``download``: :func:`download_mvtec` fetches the real MVTec AD archive (needs internet, about 5 GB).
 """
 
-from .atomic import _move_into_place, _temp_name
 from .checks import DatasetCheck, check_dataset
 from .demo import (
     _PAINTERS,

@@ -9,7 +9,7 @@ test set without anomalies) wastes them. :func:`check_dataset` reads the folder 
 - where ``ground_truth/`` exists, every anomalous test image has its mask, of its image's size;
 - the model input is large enough for the backbone's strides.
 
-It raises :class:`~simplenet_edu.errors.InputErrors` listing every problem (one line each), or
+It raises :class:`~simplenet_edu.utils.errors.InputErrors` listing every problem (one line each), or
 returns a :class:`DatasetCheck` with the file lists and the image sizes. Decoding runs on a few
 threads (Pillow releases the GIL while it decodes), and each file's verdict is remembered for the
 life of the process, keyed by its path, size and modification time: ``simplenet-edu evaluate``
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simplenet_edu.errors import InputError, InputErrors
+from ..utils.errors import InputError, InputErrors
 
 from .folders import _check_folder, check_mvtec_folder, list_images
 from .images import IMAGE_EXTENSIONS, Size, _read, input_shapes
@@ -95,7 +95,7 @@ def _size_problem(image_size: Size, crop_size: Size | None, backbone: str | None
         return error
     if backbone is None:
         return None
-    from simplenet_edu.backbones import backbone_info
+    from ..stages.backbones import backbone_info
 
     least = 2 * max(backbone_info(backbone)["strides"])
     if min(height, width) < least:

@@ -11,9 +11,9 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageFilter
 
-from simplenet_edu.errors import InputError
+from ..utils.errors import InputError
 
-from .atomic import _move_into_place, _temp_name
+from ..utils.atomic import replace_folder, temp_name
 
 
 DEMO_CATEGORIES = ("brick", "gravel", "grass")
@@ -208,11 +208,11 @@ def make_demo_dataset(
         problem = "exists but is not a demo set made here (no .complete file); overwrite=True replaces it"
         raise InputError(target, problem)
     root.mkdir(parents=True, exist_ok=True)
-    built = _temp_name(root, category)
+    built = temp_name(root, category)
     try:
         _write_demo(built, category, seed, image_size, counts)
         (built / _MARKER).write_text(json.dumps(recipe, sort_keys=True) + "\n")
-        _move_into_place(built, target)
+        replace_folder(built, target)
     finally:
         shutil.rmtree(built, ignore_errors=True)  # still there only if something failed
     return target

@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from simplenet_edu.errors import InputError
+from ..utils.errors import InputError
 
-from .atomic import _temp_name
+from ..utils.atomic import temp_name
 
 
 MVTEC_CATEGORIES = (
@@ -103,8 +103,8 @@ def download_mvtec(
         url, sha256 = MVTEC_URL, sha256 or MVTEC_SHA256
 
     root.mkdir(parents=True, exist_ok=True)
-    archive = _temp_name(root, "mvtec-archive")
-    unpacked = _temp_name(root, "mvtec-extract")
+    archive = temp_name(root, "mvtec-archive")
+    unpacked = temp_name(root, "mvtec-extract")
     try:
         _fetch(url, archive, sha256, progress)
         unpacked.mkdir()

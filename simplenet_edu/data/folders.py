@@ -18,9 +18,18 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from simplenet_edu.errors import InputError
+from ..utils.errors import InputError
 
-from .images import IMAGE_EXTENSIONS, Size, _check_sizes, _image_tensor, _mask_tensor, _read, input_shapes, load_image
+from .images import (
+    IMAGE_EXTENSIONS,
+    Size,
+    _check_sizes,
+    _image_tensor,
+    _mask_tensor,
+    _read,
+    input_shapes,
+    load_image,
+)
 
 
 # ---------------------------------------------------------------------------------------------

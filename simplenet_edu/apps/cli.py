@@ -1,0 +1,507 @@
+"""The ``simplenet-edu`` command line: ``demo``, ``train``, ``evaluate``, ``predict``, ``export``, ``ablate``
+and ``benchmark``.
+
+A user's mistake (a missing folder, a broken image, a foreign checkpoint) prints one line,
+``simplenet-edu: error: <path>: <problem>``, and exits with code 2. No stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from ..evaluation.report import print_report, run_report
+from ..utils.atomic import write_text
+from ..utils.errors import DataWarning, InputError
+
+COMMON_HELP = "Train SimpleNet on normal images and find anomalies, on a CPU or a GPU."
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", choices=["simplenet", "supersimplenet"], default="simplenet",
+                       help="simplenet (Liu et al. 2023; default) or supersimplenet (Rolih et al. 2024, its "
+                            "successor: Perlin-masked anomalies, segmentation and classification heads)")
+    group.add_argument("--preset", choices=["default", "paper", "quick"], default="default",
+                       help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
+    group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
+    group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
+    group.add_argument("--image-size", type=int, nargs="+", metavar=("H", "W"),
+                       help="one number: resize images to H x H pixels; two: to height H, width W (height "
+                            "first, then width)")
+    group.add_argument("--keep-aspect", action="store_true", default=None,
+                       help="keep the training images' aspect ratio: the short side gets --image-size, the "
+                            "long side follows (rounded to the backbone's stride, 16), fixed at training and "
+                            "saved with the model")
+    group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
+    group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
+    group.add_argument("--noise-std", type=float,
+                       help="noise scale: a multiple of the training features' std (the paper preset: absolute)")
+    group.add_argument("--select", choices=["last", "validation"],
+                       help="keep the last step's heads, or the checkpoint that scores best on held-out normal "
+                            "images with painted defects (never test images)")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    from ..simplenet.config import CHOICES  # torch-free: building the parser must not load torch
+
+    variants = parser.add_argument_group("variants (default: the paper's choice, listed first)")
+    for part, names in CHOICES.items():
+        variants.add_argument(f"--{part.replace('_', '-')}", choices=names, help=" | ".join(names))
+    variants.add_argument("--topk", type=float, help="image score topk: patches (>= 1) or share (< 1); default 10")
+
+
+def build_config(args: argparse.Namespace):
+    """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top
+    (a ``SuperSimpleNetConfig`` with ``--model supersimplenet``). A value the configuration refuses
+    is reported as the option's error (``--steps: must be a positive integer, got 0``)."""
+    from .. import data as data_lib
+    from ..core.registry import config_class
+    from ..simplenet.config import CHOICES
+
+    kind = getattr(args, "model", "simplenet")
+    size = args.image_size  # [N] or [H, W]
+    if size is not None and not (1 <= len(size) <= 2 and min(size) >= 1):
+        raise InputError("--image-size", "takes one positive integer (a square) or two (height, then width)")
+    options = {"backbone": args.backbone, "weights_path": args.weights, "steps": args.steps, "epochs": args.epochs,
+               "noise_std": args.noise_std, "seed": args.seed, "device": args.device}
+    simplenet_only = {"keep_aspect": args.keep_aspect, "select": args.select, "topk": args.topk,
+                      **{part: getattr(args, part) for part in CHOICES}}
+    if kind == "supersimplenet":
+        for option, value in simplenet_only.items():
+            if value is not None:
+                raise InputError(f"--{option.replace('_', '-')}", "is a SimpleNet option; SuperSimpleNet has no such part")
+        if size is not None and len(size) != 1:
+            raise InputError("--image-size", "SuperSimpleNet takes one positive integer (square images)")
+    else:
+        options.update(simplenet_only)
+    cls = config_class(kind)
+    preset = {"default": cls, "paper": cls.paper, "quick": cls.quick}[args.preset]()
+    if size is not None:
+        options["image_size"] = size[0] if len(size) == 1 else tuple(size)
+        if preset.crop_size is not None and preset.crop_size > min(data_lib.as_shape(options["image_size"])):
+            options["crop_size"] = None  # a preset's crop (paper: 329 -> 288) only where it fits
+    changes = {key: value for key, value in options.items() if value is not None}
+    if args.epochs is not None and kind == "supersimplenet":
+        changes["steps"] = None   # a budget in passes replaces the preset's steps ...
+    elif args.steps is not None:
+        changes["epochs"] = None  # ... and one in steps the preset's epochs (the paper's 160 or 300)
+    try:
+        return preset.replace(**changes)
+    except InputError as error:  # name the option the user typed, not the field
+        if error.where in changes:
+            raise InputError(OPTION_OF_FIELD.get(error.where, "--" + error.where.replace("_", "-")),
+                             error.problem) from None
+        raise
+
+
+OPTION_OF_FIELD = {"weights_path": "--weights"}
+
+
+def _check(root: Path, config=None, need_train: bool = True, need_test: bool = False) -> None:
+    """The whole folder checked before any model work: every problem, one line each (data.check_dataset)."""
+    from .. import data as data_lib
+
+    sizes = {} if config is None else dict(image_size=config.image_size, crop_size=config.crop_size,
+                                           backbone=config.backbone)
+    data_lib.check_dataset(root, need_train=need_train, need_test=need_test, **sizes)
+
+
+def _train(args, root: Path, need_test: bool = False):
+    from ..core.registry import model_class
+
+    config = build_config(args)
+    _check(root, config, need_test=need_test)  # before the backbone is even loaded
+    return model_class(getattr(args, "model", "simplenet"))(config).fit(root, progress=not args.quiet)
+
+
+def cmd_train(args) -> int:
+    model = _train(args, Path(args.data))
+    model.save(args.output)
+    print(f"trained on {model.n_train} images of {args.data} ({model.n_holdout} held out); "
+          f"model written to {args.output}")
+    if model.threshold_normal is not None:
+        print(f"threshold from held-out normal images: {model.threshold_normal:.4f}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..evaluation.evaluator import evaluate
+    from ..core.registry import load_model
+
+    root = Path(args.data)
+    if args.checkpoint:
+        _check(root, need_train=False, need_test=True)
+        model = load_model(args.checkpoint, device=args.device)   # either model: the file says which
+    else:
+        model = _train(args, root, need_test=True)
+    result = evaluate(model, root, progress=not args.quiet)
+    report = run_report(model, result)
+    print_report(report)
+    if args.output:
+        write_text(Path(args.output), json.dumps(report, indent=2) + "\n")
+        print(f"results written to {args.output}")
+    return 0
+
+
+def _chunks(items, size: int):
+    """Lists of up to ``size`` consecutive items."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _predictor(args, paths: list[Path]):
+    """``(calibration, items, predict)`` for the model file: an ``.onnx`` export runs under onnxruntime
+    without importing torch; anything else is a torch checkpoint. ``items`` yields ``(path, [3, H, W]
+    float32 array or InputError)``; ``predict`` maps a ``[B, 3, H, W]`` array to numpy scores and maps."""
+    model_path = Path(args.model or args.checkpoint)
+    if model_path.suffix.lower() == ".onnx":
+        from ..deploy.runtime import OnnxModel, iter_images
+
+        model = OnnxModel(model_path)
+        return model.calibration, iter_images(args.images, model.resize_shape, model.image_shape, paths=paths), \
+            model.predict
+    import torch
+
+    from .. import data as data_lib
+    from ..deploy.heatmaps import Calibration
+    from ..core.registry import load_model
+
+    model = load_model(model_path, device=args.device)   # SimpleNet or SuperSimpleNet: the file says which
+    items = ((path, image if isinstance(image, InputError) else image.numpy())
+             for path, image in data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths))
+
+    def predict(batch):
+        scores, maps = model.predict(torch.from_numpy(batch))
+        return scores.numpy(), maps.numpy()
+
+    return Calibration.of_model(model), items, predict
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from ..deploy.heatmaps import NORMALISED_FORMULA, PredictionWriter, heatmap_names
+
+    if Path(args.model or args.checkpoint).suffix.lower() == ".onnx":
+        from ..deploy.runtime import list_images as require_images  # torch-free
+    else:
+        from ..data import require_images
+    paths = require_images(args.images)  # a missing or empty folder fails before the model loads
+    calibration, items, predict = _predictor(args, paths)
+    writer = PredictionWriter(args.output_dir, calibration, overlay=args.overlay, names=heatmap_names(paths))
+    failed = 0
+    # A file that cannot be read is listed (CSV and stderr) and the others are still scored.
+    for chunk in _chunks(items, 8):
+        good = [image for _, image in chunk if not isinstance(image, InputError)]
+        results = iter(zip(*predict(np.stack(good)))) if good else iter(())
+        for path, image in chunk:
+            if isinstance(image, InputError):
+                failed += 1
+                print(f"simplenet-edu: error: {image}", file=sys.stderr)
+                writer.add_error(path, image.problem)
+                continue
+            score, amap = next(results)
+            writer.add(path, image.transpose(1, 2, 0), score, amap)
+    table = writer.close()
+    kind = "heat maps" if args.overlay else "raw 16-bit maps"
+    print(f"{len(writer.rows) - failed} images scored; {kind} and {table.name} in {writer.out}")
+    if calibration.threshold is not None:
+        print(f"'anomalous' uses the threshold from held-out normal images: {calibration.threshold:.4f}")
+    if calibration.image([0.0]) is not None:
+        print(f"'normalised_score' = {NORMALISED_FORMULA} with threshold {calibration.threshold:.4f}, "
+              f"spread {calibration.score_spread:.4f}: 0.5 at the threshold")
+    if failed:
+        print(f"simplenet-edu: error: {failed} of {len(writer.rows)} images could not be read (listed above and in "
+              f"{table}, column 'error')", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..deploy.export import export_onnx, read_evaluation
+
+    from ..core.registry import load_model
+
+    model = load_model(args.checkpoint, device="cpu")   # either class; export refuses one it cannot export
+    images = None
+    if args.images:
+        import torch
+
+        from .. import data as data_lib
+
+        paths = data_lib.require_images(args.images)[: args.n_images]
+        images = torch.stack([data_lib.load_image(p, model.resize_shape, model.image_shape) for p in paths])
+    evaluation = read_evaluation(args.evaluation, model) if args.evaluation else None
+    report = export_onnx(model, args.output, images=images, tolerance=args.tolerance, exporter=args.exporter,
+                         evaluation=evaluation)
+    source = f"the images of {args.images}" if args.images else "random images"
+    print(f"model written to {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {report.exporter} exporter)")
+    print(f"checked on {report.n_images} {source}: onnxruntime - torch at most {report.max_score_difference:.2g} "
+          f"on scores, {report.max_map_difference:.2g} on maps (tolerance {report.tolerance:g})")
+    if model.threshold_normal is not None:
+        print(f"thresholds in its metadata: normal {model.threshold_normal:.4f}, pixel {model.pixel_threshold_normal:.4f}"
+              + (f", F1 (chosen on the test set) {evaluation['threshold_f1']:.4f}" if evaluation else ""))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..data import make_demo_dataset
+    from ..evaluation.evaluator import evaluate
+    from ..course.viz import save_examples_figure
+
+    root = make_demo_dataset(args.root, category=args.category, seed=args.seed)
+    start = time.perf_counter()
+    model = _train(args, root, need_test=True)
+    result = evaluate(model, root, progress=not args.quiet)
+    print(f"demo set: {root} (trained and evaluated in {time.perf_counter() - start:.0f} s)")
+    print_report(run_report(model, result))
+    figure = save_examples_figure(result, Path(args.figure))
+    print(f"figure of images, heat maps and masks written to {figure}")
+    return 0
+
+
+def _size_text(config) -> str:
+    size = config.image_size if isinstance(config.image_size, int) else " x ".join(map(str, config.image_size))
+    return f"{size} px on the short side (aspect kept)" if config.keep_aspect else f"{size} px"
+
+
+def _budget(config) -> str:
+    return f"{config.steps} steps" if config.epochs is None else f"{config.epochs} passes"
+
+
+def cmd_ablate(args) -> int:
+    from .ablation import all_variants, run_ablation, to_markdown
+
+    if args.seeds < 1:
+        raise InputError("--seeds", "must be a positive integer")
+    if args.model != "simplenet":
+        raise InputError("--model", "ablate changes SimpleNet's parts; it has no SuperSimpleNet rows")
+    config = build_config(args)
+    variants = args.variants.split(",") if args.variants else None
+    _check(Path(args.data), config, need_test=True)
+    rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
+    command = args.command_line
+    from ..simplenet.variants import describe
+
+    header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
+              f"the base configuration ({describe(config)}); mean ± std over seeds {rows[0]['seeds']}; backbone "
+              f"{config.backbone}, {_size_text(config)}, {_budget(config)}. Brackets: change of the mean against "
+              f"the base row.\n\n")
+    output = Path(args.output)
+    write_text(output.with_suffix(".md"), header + to_markdown(rows))
+    write_text(output.with_suffix(".json"), json.dumps(
+        {"command": command, "data": str(args.data), "config": config.to_dict(),
+         "variants": [f"{p}={n}" for p, n in all_variants(config)] if variants is None else variants,
+         "rows": rows}, indent=2) + "\n")
+    print(to_markdown(rows))
+    print(f"table written to {output.with_suffix('.md')} and {output.with_suffix('.json')}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import run_benchmark, to_markdown
+
+    if args.seed is not None:
+        raise InputError("--seed", "benchmark runs every seed of --seeds (--seeds 0 1 2)")
+    table = run_benchmark(
+        Path(args.data), Path(args.output), build_config(args), seeds=args.seeds,
+        categories=args.categories.split(",") if args.categories else None,
+        model_kind=getattr(args, "model", None) or "simplenet", workers=args.workers, ray_address=args.ray,
+        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, progress=not args.quiet,
+        command=args.command_line)
+    print(to_markdown(table))
+    output = Path(args.output)
+    print(f"{table['ran']} jobs run in {table['wall_seconds']:.0f} s, {table['skipped']} results reused; table written "
+          f"to {output / 'table.md'} and {output / 'table.json'}; one result per job in {output / 'jobs'}")
+    if table["jobs"]["failed"]:
+        print(f"simplenet-edu: {table['jobs']['failed']} of {table['jobs']['total']} jobs failed "
+              f"(their errors are in the table); a rerun retries them", file=sys.stderr)
+        return 1
+    return 0
+
+
+BENCHMARK_HELP = """\
+One job per (category, seed): train on ROOT/<category>/train/good, evaluate on ROOT/<category>/test.
+Each job's result is written atomically to DIR/jobs/<category>/seed<k>.json as it finishes; DIR/table.md
+and DIR/table.json (per category mean +- std over the seeds, the mean row, seconds per job) are
+rewritten after every job. A rerun skips the jobs whose result matches the configuration, so an
+interrupted run loses only the jobs in flight. A broken category is reported in the table with its
+error; the other jobs finish (exit code 1 if any job failed).
+
+Engines: --workers N local processes (torch threads divided between them; with several GPUs, worker i
+uses GPU i mod n), or --ray auto|HOST:PORT, one Ray task per job on a running cluster
+(`ray start --head` on the head node; needs pip install -e ".[cluster]"). With Ray, every node reads
+the data itself: ROOT must be a path that all nodes see (a shared file system) and every node needs
+simplenet-edu installed; only this machine writes DIR.
+"""
+
+
+PREDICT_HELP = """\
+Writes, in --output-dir, one PNG per image and scores.csv.
+
+PNG (default): the image under its anomaly map (jet colours: green at the pixel threshold from held-out
+normal images, red above), a white contour around the pixels at or above that threshold, and the
+normalised score in the corner, on red when the image is anomalous. --no-overlay: the raw map as a
+16-bit grayscale PNG, map = map_min + pixel / 65535 * (map_max - map_min), with map_min and map_max in
+scores.csv and in the PNG's text chunks.
+
+scores.csv: path, score (raw), normalised_score, anomalous (yes/no at the threshold from held-out
+normal images), heatmap, map_min, map_max, error (why an image could not be read).
+
+  normalised_score = 1 / (1 + 9 ** (-(score - threshold) / spread))
+
+threshold: the normal threshold; spread: 1.4826 x the median absolute deviation of the scores of the
+normal images the model was fitted on. It reads 0.5 at the threshold (so >= 0.5 is 'anomalous'), 0.9
+one spread above, 0.1 one spread below.
+"""
+
+EXPORT_HELP = """\
+Exports the whole inference path (images [B, 3, H, W] RGB in [0, 1] -> scores [B], maps [B, H, W];
+normalisation, upsampling and smoothing inside; dynamic batch axis) as ONNX, with the thresholds, the
+normalised-score anchors and the configuration in its metadata. Before writing, onnxruntime and torch
+score the same images; when any score or map value differs by more than --tolerance the export is
+refused (one line, exit code 2) and nothing is written. Run the file with
+`simplenet-edu predict --model model.onnx` (needs only onnxruntime: pip install "simplenet-edu[onnx]").
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simplenet-edu", description=COMMON_HELP)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="make the demo data set, train, evaluate and draw a figure")
+    demo.add_argument("--root", default="data/demo", help="where the demo data set is written")
+    demo.add_argument("--category", default="brick", choices=["brick", "gravel", "grass"])
+    demo.add_argument("--figure", default="demo.png", help="figure file to write")
+    _add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train on DIR/train/good and save the model")
+    train.add_argument("--data", required=True, help="MVTec-layout folder (DIR/train/good)")
+    train.add_argument("--output", default="simplenet.pt", help="checkpoint file to write")
+    _add_model_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="train on DIR/train/good, score DIR/test, report metrics")
+    evaluate.add_argument("--data", required=True, help="MVTec-layout folder")
+    evaluate.add_argument("--checkpoint", help="evaluate this saved model instead of training one")
+    evaluate.add_argument("--output", help="JSON file for the results")
+    _add_model_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="score a folder of images with a saved or exported model",
+                             description=PREDICT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = predict.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model.onnx (from export; runs under onnxruntime, without torch) or a "
+                                       "checkpoint model.pt")
+    which.add_argument("--checkpoint", help="a checkpoint model.pt (as --model)")
+    predict.add_argument("--images", required=True, help="folder of images")
+    predict.add_argument("--output-dir", default="predictions")
+    predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
+                         help="heat maps over the images (default); --no-overlay: raw maps as 16-bit PNGs")
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                         help="for a checkpoint (an ONNX model runs on the CPU)")
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="write a trained model as ONNX, checked against torch",
+                            description=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--checkpoint", required=True, help="model.pt from simplenet-edu train")
+    export.add_argument("--output", default="model.onnx", help="ONNX file to write (default model.onnx)")
+    export.add_argument("--images", help="folder of images to check the export on (default: random images)")
+    export.add_argument("--n-images", type=int, default=8, help="at most this many of them (default 8)")
+    export.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest |onnxruntime - torch| allowed on any score or map value (default 1e-4)")
+    export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                        help="torch's TorchScript-based exporter (default) or the torch.export-based one "
+                             "(needs onnxscript)")
+    export.add_argument("--evaluation", metavar="JSON", help="results.json of evaluate --checkpoint on this "
+                        "model: its F1 threshold goes into the metadata too")
+    export.set_defaults(func=cmd_export)
+
+    ablate = sub.add_parser("ablate", help="change one part at a time from the chosen configuration; table of metrics")
+    ablate.add_argument("--data", required=True, help="MVTec-layout folder")
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds per row (from --seed on)")
+    ablate.add_argument("--output", default="ablation", help="writes FILE.md and FILE.json")
+    ablate.add_argument("--variants", help="comma-separated part=choice list (default: every variant)")
+    _add_model_options(ablate)
+    ablate.set_defaults(func=cmd_ablate)
+
+    bench = sub.add_parser("benchmark", help="every category of a data set over seeds, on local workers or "
+                           "Ray; a paper-style table", description=BENCHMARK_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--data", required=True, metavar="ROOT",
+                       help="folder of MVTec-layout category folders (as MVTec AD unpacks); with --ray, a "
+                            "path every node sees")
+    bench.add_argument("--categories", help="comma-separated category folders (default: every folder in ROOT)")
+    bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every category (default: 0 1 2)")
+    bench.add_argument("--output", required=True, metavar="DIR", help="folder for the results and the table; "
+                       "a rerun resumes")
+    engine = bench.add_argument_group("engine")
+    where = engine.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: this process)")
+    where.add_argument("--ray", metavar="ADDRESS", help="auto or HOST:PORT of a running Ray cluster")
+    engine.add_argument("--gpus-per-job", type=float, default=1.0,
+                       help="Ray: GPUs each job asks for on a GPU cluster (0.5: two jobs per GPU; default 1)")
+    engine.add_argument("--cpus-per-job", type=float,
+                       help="Ray: CPUs each job asks for and its torch threads (default 1 with GPUs, else 2)")
+    _add_model_options(bench)
+    bench.set_defaults(func=cmd_benchmark, seed=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = "simplenet-edu " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
+    except InputError as error:
+        for line in error.lines():  # a data check lists every problem it found, one per line
+            print(f"simplenet-edu: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Every output is written under a temporary name and renamed when complete, and the
+        # temporary file is removed on the way out: nothing half-written stays behind.
+        _close_progress_bars()
+        print("simplenet-edu: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line_warnings(show):
+    """A DataWarning (no masks: no pixel metrics...) as one line; any other warning as ``show`` shows it."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"simplenet-edu: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
+def _close_progress_bars() -> None:
+    """End the line of a progress bar cut short, so that the last message starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        # Ctrl-C within a bar's first display, before tqdm records it, makes close() print nothing.
+        unfinished = not getattr(bar, "disable", True) and not hasattr(bar, "last_print_t")
+        bar.close()
+        if unfinished:
+            bar.fp.write("\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

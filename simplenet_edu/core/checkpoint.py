@@ -1,0 +1,54 @@
+"""One checkpoint format for every model: a ``torch.save`` dict, written atomically, read with checks.
+
+::
+
+    {"format": "simplenet-edu", "version": 1, "model": "<kind>", "config": {...},
+     "<part>": state_dict, ...,            # the trained modules (adaptor, discriminator, head...)
+     "state": {...},                       # thresholds, spreads, shapes, counts, timings
+     "history": [...]}                     # the training curves
+
+The frozen backbone is not stored: it is rebuilt from its source. ``"model"`` names the class
+(:mod:`simplenet_edu.core.registry`); a file without it holds a SimpleNet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..utils.atomic import atomic_path
+from ..utils.errors import InputError
+
+CHECKPOINT_FORMAT = "simplenet-edu"
+CHECKPOINT_VERSION = 1
+
+
+def write_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` with the format's header, atomically (a temporary file, then a rename)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checked payload of a simplenet-edu checkpoint, or a one-line :class:`InputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means: not a checkpoint of ours
+        raise InputError(path, f"not a simplenet-edu checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, "not a simplenet-edu checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise InputError(path, f"checkpoint version {payload.get('version')} is not supported "
+                               f"(this simplenet-edu reads version {CHECKPOINT_VERSION})")
+    return payload
+
+
+def checkpoint_kind(payload: dict) -> str:
+    """The model a checked payload holds (``"simplenet"`` when the file does not say)."""
+    return payload.get("model", "simplenet")

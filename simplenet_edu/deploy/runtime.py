@@ -1,0 +1,173 @@
+"""Run an exported model (``simplenet-edu export``, :mod:`simplenet_edu.deploy.export`) with onnxruntime alone.
+
+Imports numpy, Pillow and onnxruntime, never torch (``tests/test_deploy.py`` checks ``sys.modules``
+in a fresh interpreter): a line PC needs ``pip install "simplenet-edu[onnx]"`` and the ``.onnx``
+file, not the training stack.
+
+>>> model = OnnxModel("model.onnx")                                   # doctest: +SKIP
+>>> image = read_image("part.png", model.resize_shape, model.image_shape)   # [3, H, W] in [0, 1]
+>>> scores, maps = model.predict(image[None])                         # [1], [1, H, W]
+
+The ``.onnx`` file carries everything else in its metadata (``OnnxModel.metadata``): the training
+configuration, the input shapes, the thresholds from held-out normal images (and the F1 threshold
+when the export was given an evaluation), the anchors of the normalised score and the export check.
+
+Reading an image repeats :func:`simplenet_edu.data.load_image` without torch (any PIL mode to 8-bit
+RGB, bilinear resize to ``resize_shape``, centre crop to ``image_shape``); a test checks that both
+give the same pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..utils.errors import InputError
+from .heatmaps import Calibration
+
+ONNX_FORMAT = "simplenet-edu-onnx"
+ONNX_VERSION = 1
+# As simplenet_edu.data.IMAGE_EXTENSIONS (a test checks that they agree).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+INSTALL_HINT = 'pip install "simplenet-edu[onnx]"'
+
+
+# ------------------------------------------------------------------ images, without torch
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside ``folder``, by name (hidden files skipped); :class:`InputError`
+    when the folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(folder, "folder not found")
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not paths:
+        raise InputError(folder, f"no images here (looked for {' '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnidentifiedImageError:
+        empty = path.is_file() and path.stat().st_size == 0
+        problem = "empty file (0 bytes)" if empty else "not an image format Pillow can read, or a broken header"
+        raise InputError(path, f"cannot read image: {problem}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise InputError(path, f"cannot read image ({error})") from error
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):   # 16 bits to 8 by scaling, not clipping
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        image = Image.fromarray(((values + 128) // 257).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def read_image(path: str | os.PathLike, resize_shape: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+    """One image file as the model's input ``[3, H, W]`` float32 in [0, 1]: resized (bilinear) to
+    ``resize_shape = (height, width)``, then its centre cut to ``image_shape = (H, W)``."""
+    (height, width), (crop_h, crop_w) = tuple(resize_shape), tuple(image_shape)
+    image = _to_rgb(_open(Path(path))).resize((width, height), Image.Resampling.BILINEAR)
+    if (crop_h, crop_w) != (height, width):
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+    return np.ascontiguousarray((np.asarray(image, dtype=np.float32) / 255).transpose(2, 0, 1))
+
+
+def iter_images(folder: str | os.PathLike, resize_shape: Sequence[int], image_shape: Sequence[int],
+                paths: Sequence[str | os.PathLike] | None = None) -> Iterator[tuple[Path, np.ndarray | InputError]]:
+    """``(path, image [3, H, W])`` for each image of ``folder`` (or of ``paths``), or ``(path, error)``
+    for a file that cannot be read: as :func:`simplenet_edu.data.iter_images`, in numpy."""
+    for path in (list_images(folder) if paths is None else [Path(p) for p in paths]):
+        try:
+            yield path, read_image(path, resize_shape, image_shape)
+        except InputError as error:
+            yield path, error
+
+
+# ------------------------------------------------------------------ the model
+
+
+def _parse(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class OnnxModel:
+    """An exported model under onnxruntime (CPU by default).
+
+    Attributes from the file's metadata: ``metadata`` (every key, JSON values decoded), ``config``
+    (the training configuration), ``model_type``, ``resize_shape`` and ``image_shape`` (``(H, W)``),
+    ``threshold_normal``, ``pixel_threshold_normal``, ``threshold_f1`` (``None`` when not known) and
+    ``calibration`` (:class:`~simplenet_edu.deploy.heatmaps.Calibration`).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError(path, f"onnxruntime is not installed ({INSTALL_HINT})") from None
+        self.path = path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "model file not found")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3          # no warnings about unused initialisers on stderr
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        except Exception as error:  # onnxruntime raises its own types for a file that is not ONNX
+            raise InputError(path, f"not an ONNX model onnxruntime can load ({type(error).__name__})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map
+        if raw.get("format") != ONNX_FORMAT:
+            raise InputError(path, "not a simplenet-edu export (its metadata has no format "
+                                   f"{ONNX_FORMAT!r}; make one with simplenet-edu export)")
+        self.metadata = {key: _parse(value) for key, value in raw.items()}
+        if self.metadata.get("version") != ONNX_VERSION:
+            raise InputError(path, f"export version {self.metadata.get('version')} is not supported "
+                                   f"(this simplenet-edu reads version {ONNX_VERSION})")
+        self.config = self.metadata["config"]
+        self.model_type = self.metadata["model_type"]
+        self.resize_shape = tuple(self.metadata["resize_shape"])
+        self.image_shape = tuple(self.metadata["image_shape"])
+        self.threshold_normal = self.metadata.get("threshold_normal")
+        self.pixel_threshold_normal = self.metadata.get("pixel_threshold_normal")
+        self.threshold_f1 = self.metadata.get("threshold_f1")
+        self.calibration = Calibration(self.threshold_normal, self.pixel_threshold_normal,
+                                       self.metadata.get("normal_score_spread"),
+                                       self.metadata.get("normal_pixel_spread"))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict(self, images: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``images [B, 3, H, W]`` float in [0, 1] -> image scores ``[B]`` and anomaly maps
+        ``[B, H, W]`` (float32); higher is more anomalous, as ``SimpleNet.predict``."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != self.image_shape:
+            raise InputError("images", f"expected [B, 3, {self.image_shape[0]}, {self.image_shape[1]}], "
+                                       f"got {list(images.shape)}")
+        scores, maps = [], []
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start:start + batch_size])
+            s, m = self.session.run(["scores", "maps"], {self.input_name: batch})
+            scores.append(s)
+            maps.append(m)
+        return np.concatenate(scores), np.concatenate(maps)

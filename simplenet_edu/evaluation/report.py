@@ -1,0 +1,57 @@
+"""The report of one trained and evaluated model: what ``evaluate`` prints, writes as JSON, and what
+every benchmark job keeps."""
+
+from __future__ import annotations
+
+
+def run_report(model, result) -> dict:
+    """What ``simplenet-edu evaluate --output`` writes (and each benchmark job keeps): the metrics of
+    ``result`` (an :class:`~simplenet_edu.evaluation.evaluator.EvaluationResult`), the counts, the
+    timings, the honest-stopping record and the whole configuration of ``model``."""
+    metrics = result.metrics
+    return {
+        "model": getattr(model, "kind", "simplenet"),
+        "image_auroc": metrics["image_auroc"],
+        "pixel_auroc": metrics["pixel_auroc"],
+        "aupro": metrics["aupro"],
+        "f1_max": metrics["f1_max"],
+        "threshold_f1": metrics["threshold_f1"],
+        "threshold_normal": metrics["threshold_normal"],
+        "per_defect_image_auroc": metrics["per_defect_image_auroc"],
+        "at_threshold_normal": metrics.get("at_threshold_normal"),
+        "at_threshold_f1": metrics.get("at_threshold_f1"),
+        "n_train": model.n_train,
+        "n_holdout": model.n_holdout,
+        "n_test": len(result),
+        "notes": result.notes,  # why a metric is null (no ground_truth/, masks empty at this size)
+        "seconds_features": model.timings.get("seconds_features"),
+        "seconds_train": model.timings.get("seconds_train"),
+        "ms_per_image_inference": result.ms_per_image,
+        # Honest stopping: scores on held-out normal images with painted defects (validation.py), at
+        # each checkpoint of the run, and the step whose heads were kept.
+        "selected_step": getattr(model, "selected_step", None),
+        "validation": [{k: v for k, v in row.items() if k == "step" or k.startswith("val_")}
+                       for row in getattr(model, "history", []) if "val_score" in row],
+        "config": model.config.to_dict(),
+    }
+
+
+def print_report(report: dict) -> None:
+    """The table ``simplenet-edu evaluate`` prints, from :func:`run_report`'s dict."""
+    def fmt(value, unit="", digits=4):
+        return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+    rows = [
+        ("image AUROC", fmt(report["image_auroc"])),
+        ("pixel AUROC", fmt(report["pixel_auroc"])),
+        ("AUPRO (FPR <= 0.3)", fmt(report["aupro"])),
+        ("F1-max (threshold chosen on test)", f"{report['f1_max']:.4f} at {report['threshold_f1']:.4f}"),
+        ("threshold from normal images", fmt(report["threshold_normal"])),
+        ("train / held-out / test images", f"{report['n_train']} / {report['n_holdout']} / {report['n_test']}"),
+        ("features / training time",
+         f"{fmt(report['seconds_features'], ' s', 1)} / {fmt(report['seconds_train'], ' s', 1)}"),
+        ("inference", fmt(report["ms_per_image_inference"], " ms per image", 1)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

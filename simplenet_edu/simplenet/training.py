@@ -1,0 +1,76 @@
+"""SimpleNet's training step, the optimisers that drive it, and the length and learning rate of a run.
+
+:func:`train_step` is the whole method in one function: adapt the frozen patch features, make
+anomalous copies, score both with the discriminator, one loss, one backward pass. The loop around it
+(:meth:`simplenet_edu.simplenet.model.SimpleNet.fit_features`) draws the batches and keeps the history.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import SimpleNetConfig
+from .loss import TruncatedL1Loss
+
+
+def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, loss) -> dict:
+    """One SimpleNet update on a mini-batch of frozen patch features: ``[N, D]`` shuffled patches, or
+    ``[B, h, w, D]`` grids for the variants that need neighbours.
+
+    Adapt, make fakes, score both with one discriminator call (so BatchNorm sees both), loss
+    (``loss``: a loss object from ``discriminator.py``, or the paper's truncated L1 margin as a number),
+    one backward pass through discriminator, adaptor (and a learned generator).
+    """
+    loss_fn = loss if callable(loss) else TruncatedL1Loss(loss)
+    normal = adaptor(features)
+    fake = generator(normal, discriminator=discriminator)
+    scores = discriminator(torch.cat([normal, fake]))
+    normal_scores, fake_scores = scores[: len(normal)].flatten(), scores[len(normal):]
+    # A fake the generator left unchanged (outside a Perlin mask) is a normal feature.
+    changed = (fake != normal).any(dim=-1)
+    normal_scores = torch.cat([normal_scores, fake_scores[~changed]])
+    fake_scores = fake_scores[changed]
+    loss = loss_fn(normal_scores, fake_scores)
+
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers:
+        opt.step()
+
+    with torch.no_grad():
+        p_normal, p_fake = loss_fn.accuracy(normal_scores, fake_scores)
+        # adapted_std: the scale of the adapted features, against which the fixed noise sigma acts.
+        return {"loss": loss.item(), "d_normal": normal_scores.mean().item(),
+                "d_fake": fake_scores.mean().item(), "p_normal": p_normal, "p_fake": p_fake,
+                "adapted_std": normal.std().item()}
+
+
+def make_optimizers(config: SimpleNetConfig, adaptor, discriminator, generator=None) -> list:
+    """The official optimisers: AdamW (weight decay 0.01) for the adaptor, Adam (weight decay 1e-5)
+    for the discriminator and for a learned generator; parts without parameters get none.
+    ``fused`` runs each update as one kernel (a measurable share of a CPU training step)."""
+    heads = [(adaptor, torch.optim.AdamW, config.lr_adaptor, 0.01),
+             (discriminator, torch.optim.Adam, config.lr_discriminator, 1e-5),
+             (generator, torch.optim.Adam, config.lr_discriminator, 1e-5)]
+    return [make(part.parameters(), lr=lr, weight_decay=decay, fused=True)
+            for part, make, lr, decay in heads if part is not None and any(True for _ in part.parameters())]
+
+
+def training_steps(config: SimpleNetConfig, steps_per_pass: int) -> int:
+    """The run's length in optimiser steps: ``config.steps``, or ``config.epochs`` whole passes of
+    ``steps_per_pass`` steps when the budget is given in passes (the paper's schedule)."""
+    return config.steps if config.epochs is None else config.epochs * steps_per_pass
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int):
+    """The learning rate over the run: ``constant``, or ``cosine`` (half a cosine from the set rate
+    down to zero at ``total_steps``). Call ``.step()`` after every optimiser step."""
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {kind!r}")

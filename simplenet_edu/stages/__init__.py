@@ -1,0 +1,1 @@
+"""The stages that both models share: the frozen ImageNet backbones and the Perlin noise of fake defects."""
