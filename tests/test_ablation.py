@@ -2,13 +2,15 @@
 and the ``ablate`` command writing both files."""
 
 import json
+import math
 
 import pytest
 
 from simplenet_edu import InputError, SimpleNetConfig
-from simplenet_edu.apps.ablation import DEFAULT_ROW, all_variants, run_ablation, to_markdown
+from simplenet_edu.apps.ablation import DEFAULT_ROW, all_variants, header, run_ablation, summarize, to_markdown
 from simplenet_edu.apps.cli import main
 from simplenet_edu.data import make_demo_dataset
+from simplenet_edu.utils.stats import MEAN_STD_NOTE
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def test_rows_have_the_default_first_and_every_metric(rows):
     assert [r["variant"] for r in rows] == [DEFAULT_ROW, "adaptor=linear", "image_score=mean"]
     for row in rows:
         for key in ("image_auroc", "pixel_auroc", "aupro", "seconds_train"):
-            assert 0.0 <= row[f"{key}_mean"] and row[f"{key}_std"] == 0.0   # one seed: no spread
+            assert 0.0 <= row[f"{key}_mean"] and row[f"{key}_std"] is None   # one seed: no spread
         assert row["seeds"] == [0] and len(row["per_seed"]) == 1
     # The mean image score changes only how images are scored, not the maps: same pixel metrics.
     assert rows[2]["pixel_auroc_mean"] == rows[0]["pixel_auroc_mean"]
@@ -53,8 +55,28 @@ def test_markdown_renders_one_line_per_row(rows):
     text = to_markdown(rows)
     lines = text.strip().splitlines()
     assert lines[0].startswith("| variant | image AUROC") and len(lines) == 2 + len(rows)
-    assert "| adaptor=linear |" in text and "±" in text
+    assert "| adaptor=linear |" in text and "±" not in text   # one seed: a mean without a spread
     assert "(+" in lines[3] or "(-" in lines[3]          # change against the default row
+
+
+def test_rows_give_mean_and_sample_std_by_hand():
+    """Two seeds: image AUROC 0.8 and 1.0 give 0.9 ± sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.141 (ddof = 1, not
+    the 0.1 of ddof = 0); the variant row 0.6 and 0.7 gives 0.65 ± 0.071, 0.250 below the base."""
+    def seed(value, seconds):
+        return {"image_auroc": value, "pixel_auroc": None, "aupro": value, "seconds_train": seconds}
+
+    names = [(DEFAULT_ROW, None, None), ("loss=bce", "loss", "bce")]
+    results = {DEFAULT_ROW: [seed(0.8, 2.0), seed(1.0, 4.0)], "loss=bce": [seed(0.6, 1.0), seed(0.7, 1.0)]}
+    rows = summarize(names, results, [0, 1], [3.0, 5.0])
+    assert rows[0]["image_auroc_mean"] == pytest.approx(0.9)
+    assert rows[0]["image_auroc_std"] == pytest.approx(math.sqrt(0.02))
+    assert rows[1]["aupro_std"] == pytest.approx(math.sqrt(0.005))
+    assert rows[0]["pixel_auroc_mean"] is None and rows[0]["seconds_features_per_seed"] == 4.0
+    text = to_markdown(rows)
+    assert "| base configuration | 0.900 ± 0.141 | - | 0.900 ± 0.141 | 3.0 ± 1.4 |" in text
+    assert "| loss=bce | 0.650 ± 0.071 (-0.250) | - | 0.650 ± 0.071 (-0.250) | 1.0 ± 0.0 |" in text
+    words = header("data/brick", "simplenet-edu ablate", SimpleNetConfig(), rows)
+    assert words.startswith("# Ablation on brick\n") and f"Cells: {MEAN_STD_NOTE}, over seeds 0, 1;" in words
 
 
 def test_all_variants_and_bad_names():

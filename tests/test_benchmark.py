@@ -12,11 +12,12 @@ import sys
 
 import pytest
 
-from simplenet_edu.apps import benchmark
+from simplenet_edu.apps import benchmark, engines
 from simplenet_edu.apps.benchmark import Job
 from simplenet_edu.apps.cli import main
 from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset
 from simplenet_edu.utils.errors import InputError
+from simplenet_edu.utils.stats import MEAN_STD_NOTE
 
 FAST = ["--preset", "quick", "--image-size", "64", "--steps", "10", "--device", "cpu", "--seeds", "0"]
 LOCAL = [*FAST, "--device", "auto"]  # the local run's options (and so its fingerprint)
@@ -81,7 +82,7 @@ def local_run(root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         # As if this machine had GPUs 3 and 5: each worker must get one of its own. (Without CUDA,
         # "--device auto" still runs on the CPU.)
-        patch.setattr(benchmark, "visible_gpus", lambda: ["3", "5"])
+        patch.setattr(engines, "visible_gpus", lambda: ["3", "5"])
         code = main(["--quiet", "benchmark", "--data", str(root), "--output", str(output), "--workers", "2", *LOCAL])
     return output, code
 
@@ -90,7 +91,7 @@ def test_two_local_workers_run_every_job_and_report_the_broken_one(local_run, ca
     output, code = local_run
     found = check_run(output, code, (output / "table.md").read_text())
     # Two workers on this machine's cores: each runs its share of the torch threads.
-    threads = max(1, benchmark.available_cores() // 2)
+    threads = max(1, engines.available_cores() // 2)
     assert {found[(c, "seed0.json")]["torch_threads"] for c in GOOD} == {threads}
     gpu_of = {record["pid"]: record["cuda_visible_devices"] for record in found.values()}
     assert set(gpu_of.values()) <= {"3", "5"} and len(set(gpu_of.values())) == len(gpu_of)
@@ -154,16 +155,16 @@ def test_ray_runs_one_task_per_job_with_the_same_results(ray_session, root, loca
 
 def test_ray_asks_for_what_the_cluster_has():
     cpu_nodes = [{"CPU": 8.0}, {"CPU": 4.0}]
-    assert benchmark.ray_task_options({"CPU": 12.0}, cpu_nodes, "auto", 1.0, None) == {"num_cpus": 2}
-    assert benchmark.ray_task_options({"CPU": 1.0}, [{"CPU": 1.0}], "auto", 1.0, None) == {"num_cpus": 1}
+    assert engines.ray_task_options({"CPU": 12.0}, cpu_nodes, "auto", 1.0, None) == {"num_cpus": 2}
+    assert engines.ray_task_options({"CPU": 1.0}, [{"CPU": 1.0}], "auto", 1.0, None) == {"num_cpus": 1}
     gpu_nodes = [{"CPU": 16.0, "GPU": 2.0}]
-    assert benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", 0.5, None) == \
+    assert engines.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", 0.5, None) == \
         {"num_gpus": 0.5, "num_cpus": 1}
     # --device cpu on a GPU cluster: the job asks for CPUs only.
-    assert benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "cpu", 1.0, 4) == {"num_cpus": 4}
+    assert engines.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "cpu", 1.0, 4) == {"num_cpus": 4}
     for gpus, cpus in ((3.0, None), (1.5, None), (0.0, None), (1.0, 32)):
         with pytest.raises(InputError):  # no node could hold the task: it would wait for ever
-            benchmark.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", gpus, cpus)
+            engines.ray_task_options({"CPU": 16.0, "GPU": 2.0}, gpu_nodes, "auto", gpus, cpus)
 
 
 def test_ray_missing_says_how_to_install_it(root, tmp_path, capsys, monkeypatch):
@@ -204,7 +205,7 @@ def test_table_gives_mean_and_sample_std_and_a_mean_row_over_complete_categories
     assert "| c | 0.500 | 0.500 | 0.500 | 1/2 (1 failed) | 10.0 |" in markdown
     assert "| **mean** (2 of 3 categories) | 0.800 ± 0.141 |" in markdown
     assert "- c seed 1: c/test: contains no images" in markdown
-    assert "10 steps" in markdown
+    assert "10 steps" in markdown and f"Cells: {MEAN_STD_NOTE}, over seeds 0, 1" in markdown
 
 
 def test_a_result_counts_only_for_its_own_configuration():

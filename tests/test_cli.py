@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -105,3 +106,68 @@ def test_module_entry_point_reports_errors_without_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def help_text(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: the checks below need no line breaks
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_states_the_defaults_of_the_configuration(capsys, monkeypatch):
+    """Every default the help names is the configuration's own (read here from the classes, so a
+    changed default that the help does not follow fails this test)."""
+    from simplenet_edu.simplenet.config import CHOICES, SimpleNetConfig
+    from simplenet_edu.supersimplenet.config import SuperSimpleNetConfig
+
+    text = help_text("train", capsys, monkeypatch)
+    default, paper, quick = SimpleNetConfig(), SimpleNetConfig.paper(), SimpleNetConfig.quick()
+    ssn, ssn_paper = SuperSimpleNetConfig(), SuperSimpleNetConfig.paper()
+    assert (default.adaptor, default.loss) != (paper.adaptor, paper.loss)  # the CPU default departs from the paper
+    lines = text.splitlines()
+    for part in CHOICES:
+        mine, theirs = getattr(default, part), getattr(paper, part)
+        # argparse puts a long option's help on the line after it
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"--{part.replace('_', '-')} "))
+        option = " ".join(lines[at:at + 2])
+        expected = f"default {mine} (the paper's choice)" if mine == theirs else f"default {mine} (the paper's: {theirs})"
+        assert option.endswith(expected), option
+    assert "default: the paper's choice" not in text
+    assert f"default: SimpleNet {default.steps}, SuperSimpleNet {ssn.steps};" in text
+    assert f"--preset quick: SimpleNet {quick.steps}, SuperSimpleNet" in text
+    assert f"--preset paper: SimpleNet {paper.epochs}, SuperSimpleNet {ssn_paper.epochs}" in text
+    assert f"default: SimpleNet {default.noise_std:g}, SuperSimpleNet {ssn.noise_std:g}" in text
+    assert f"an absolute sigma, {paper.noise_std:g}" in text and paper.noise_scale == "absolute"
+    assert f"Default {default.image_size};" in text and default.image_size == ssn.image_size
+    assert f"SimpleNet {paper.image_size} px -> crop {paper.crop_size} px" in text
+    assert f"(default {default.backbone};" in text and f"default {default.topk:g}" in text
+    assert f"(default {default.select})" in text
+
+
+def test_export_help_states_the_check_s_tolerance(capsys, monkeypatch):
+    from simplenet_edu.deploy.export import DEFAULT_TOLERANCE, export_onnx
+    import inspect
+
+    assert inspect.signature(export_onnx).parameters["tolerance"].default == DEFAULT_TOLERANCE
+    assert f"(default {DEFAULT_TOLERANCE:g})" in help_text("export", capsys, monkeypatch)
+
+
+def test_the_parser_and_the_help_never_import_torch():
+    """``predict --model x.onnx`` runs where torch is not installed: building the parser (and every
+    command's help, with the defaults read from the configurations) must not import it."""
+    script = textwrap.dedent("""
+        import contextlib, io, sys
+        from simplenet_edu.apps.cli import build_parser
+        parser = build_parser()
+        args = parser.parse_args(["predict", "--model", "x.onnx", "--images", "imgs"])
+        for command in ("train", "benchmark", "export", "predict"):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                parser.parse_args([command, "--help"])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tqdm"))
+        print(args.model, heavy)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "x.onnx []"

@@ -1,4 +1,4 @@
-"""Issue 10 through the real command line: the data is checked before any model work, image-only sets
+"""The data checks through the real command line: the data is checked before any model work, image-only sets
 work, a partly broken or interrupted run loses nothing, and the same seed gives the same numbers.
 
 Each failing case checks the exit code, the stderr lines, that no traceback was printed, that no

@@ -1,9 +1,9 @@
 """Ablation: change one part of SimpleNet at a time and measure what it costs or buys.
 
 Every row starts from the same configuration (by default the CPU default) and swaps exactly one part for a
-variant from ``variants.py``. Rows are trained and evaluated with several seeds; the table gives the
-mean and the spread (sample standard deviation) of image AUROC, pixel AUROC and AUPRO, and the
-training time.
+variant from ``variants.py``. Rows are trained and evaluated with several seeds; the table gives
+mean ± std (:func:`~simplenet_edu.utils.stats.mean_std`: the sample standard deviation) of image AUROC,
+pixel AUROC and AUPRO, and the training time.
 
 It is cheap because the backbone is frozen: for each seed the backbone runs once over the training,
 held-out and test images, and every row trains only its heads on those cached features
@@ -26,10 +26,12 @@ from tqdm.auto import tqdm
 
 from .. import data as data_lib
 from ..evaluation import metrics
-from ..utils.errors import InputError
+from ..evaluation.report import budget_text, input_text
+from ..simplenet.config import CHOICES, SimpleNetConfig
 from ..simplenet.model import SimpleNet, aggregate
-from ..simplenet.config import SimpleNetConfig
-from ..simplenet.config import CHOICES
+from ..simplenet.variants import describe
+from ..utils.errors import InputError
+from ..utils.stats import MEAN_STD_NOTE, format_mean_std, mean_std
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "seconds_train")
 DEFAULT_ROW = "base configuration"   # the row without a change: the choices of base_config (not always the paper's)
@@ -96,13 +98,6 @@ def _evaluate_row(cache: _SeedFeatures, config: SimpleNetConfig) -> dict:
             "aupro": summary["aupro"], "seconds_train": model.timings["seconds_train"]}
 
 
-def _spread(values: list) -> tuple[float | None, float | None]:
-    if any(v is None for v in values):
-        return None, None
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def run_ablation(root, seeds, base_config: SimpleNetConfig | None = None, variants=None,
                  progress: bool = True) -> list[dict]:
     """Train and evaluate the base configuration and one row per variant, for each seed.
@@ -139,22 +134,41 @@ def run_ablation(root, seeds, base_config: SimpleNetConfig | None = None, varian
             bar.update()
     bar.close()
 
+    return summarize(rows, results, seed_list, feature_seconds)
+
+
+def summarize(rows: list[tuple[str, str | None, str | None]], results: dict[str, list[dict]], seeds: list[int],
+              feature_seconds: list[float]) -> list[dict]:
+    """The table's rows from each row's per-seed results: ``<metric>_mean`` and ``<metric>_std`` (the
+    sample std; ``None`` for one seed) of every metric, the raw values and the shared feature time.
+
+    ``rows``: ``(variant, part, choice)`` in table order; ``results[variant]``: one dict of
+    :data:`METRICS` per seed; ``feature_seconds``: the backbone's time per seed, shared by all rows."""
     table = []
     for name, part, choice in rows:
-        row = {"variant": name, "part": part, "choice": choice, "seeds": seed_list}
+        row = {"variant": name, "part": part, "choice": choice, "seeds": list(seeds)}
         for key in METRICS:
-            row[f"{key}_mean"], row[f"{key}_std"] = _spread([r[key] for r in results[name]])
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(r[key] for r in results[name])
         row["per_seed"] = results[name]
-        row["seconds_features_per_seed"] = float(np.mean(feature_seconds))  # shared by all rows
+        row["seconds_features_per_seed"] = mean_std(feature_seconds)[0]
         table.append(row)
     return table
+
+
+def header(data: Path, command: str, config: SimpleNetConfig, rows: list[dict]) -> str:
+    """The Markdown file's title and paragraph above :func:`to_markdown`'s table: the command, the base
+    configuration and what a cell holds."""
+    seeds = ", ".join(str(seed) for seed in rows[0]["seeds"])
+    return (f"# Ablation on {Path(data).name}\n\nMade by `{command}`: one change at a time from the base "
+            f"configuration ({describe(config)}); backbone {config.backbone}, {input_text(config)}, "
+            f"{budget_text(config)}. Cells: {MEAN_STD_NOTE}, over seeds {seeds}; brackets: change of the mean "
+            f"against the base row.\n\n")
 
 
 def to_markdown(rows: list[dict]) -> str:
     """The ablation as a Markdown table: mean ± std per metric, the change against the default row."""
     def cell(row, key, digits=3):
-        mean, std = row[f"{key}_mean"], row[f"{key}_std"]
-        return "n/a" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return format_mean_std(row[f"{key}_mean"], row[f"{key}_std"], digits)
 
     base = next((r for r in rows if r["variant"] == DEFAULT_ROW), None)
 

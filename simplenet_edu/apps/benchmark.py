@@ -16,18 +16,13 @@ plant's 40 part numbers, times a few seeds) is a list of independent **jobs**, o
 fingerprint (model, configuration, result format); an interrupted run loses only the jobs in flight,
 a changed configuration reruns them all, a failed job is tried again.
 
-**Engines**:
+**Engines** (:mod:`.engines`): local worker processes (``workers``), each with its share of the
+cores and, on a machine with GPUs, a GPU of its own; or one Ray task per job on an existing cluster
+(``ray_address``). With Ray, ``ROOT`` must be a path that every node sees (a shared file system) and
+every node needs simplenet-edu installed; only this process writes ``DIR``.
 
-- local processes (``workers``): each of ``workers`` spawned processes runs ``cores // workers`` torch
-  threads, so two workers on two cores do not fight over them; on a machine with GPUs, worker ``i``
-  sees GPU ``i % n_gpus`` only. ``workers=1`` runs the jobs in this process.
-- Ray (``ray_address``): one Ray task per job on an existing cluster, asking for ``gpus_per_job`` GPUs
-  (a fraction shares a GPU) when the cluster has GPUs, else ``cpus_per_job`` CPUs. Each task reads its
-  category from ``ROOT`` itself, so ``ROOT`` must be a path that every node sees (a shared file
-  system) and every node needs simplenet-edu installed; results travel back to the driver, which
-  alone writes ``DIR``.
-
-Every model is built and trained by :func:`run_job`, the one place that knows the model kinds.
+Every model is built and trained by :func:`run_job`, through the registry of model kinds
+(:mod:`simplenet_edu.core.registry`).
 
 >>> summary = run_benchmark("data/mvtec", "runs/mvtec", SimpleNetConfig.paper(), seeds=[0, 1, 2],
 ...                         workers=4)                                               # doctest: +SKIP
@@ -46,18 +41,18 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from ..evaluation.report import budget_text, input_text
 from ..utils.atomic import write_text
 from ..utils.errors import InputError
+from ..utils.stats import MEAN_STD_NOTE, format_mean_std, mean_std
+from .engines import available_cores, open_engine  # noqa: F401  (available_cores: part of this module's API)
 
-RESULT_FORMAT = 1                 # bump when a job's result changes meaning: old results then rerun
-MODEL_KINDS = ("simplenet", "supersimplenet")   # every kind that run_job can build
+RESULT_FORMAT = 1                 # bump when a job's result changes meaning: a result of another format reruns
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
-RAY_INSTALL = 'pip install -e ".[cluster]" in the repository (or pip install "ray[default]")'
-DEFAULT_RAY_CPUS = 2              # CPUs a job asks for on a cluster without GPUs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +69,7 @@ def run_job(category_root: str | Path, config: dict, seed: int, model_kind: str 
         config: the model's configuration as a dict (``SimpleNetConfig.to_dict()``); ``seed`` replaces
             its ``seed``.
         seed: the job's seed.
-        model_kind: one of :data:`MODEL_KINDS`.
+        model_kind: a kind of :data:`simplenet_edu.core.registry.MODEL_KINDS`.
         progress: progress bars of feature extraction, training and scoring.
 
     Returns:
@@ -82,26 +77,17 @@ def run_job(category_root: str | Path, config: dict, seed: int, model_kind: str 
         thresholds, timings, config...). Raises :class:`InputError` for a broken folder.
     """
     from .. import data as data_lib
-    from ..evaluation.report import run_report
+    from ..core.registry import config_class, model_class
     from ..evaluation.evaluator import evaluate
+    from ..evaluation.report import run_report
 
     root = Path(category_root)
     # The whole folder, train and test, before the backbone is even loaded: a broken category costs
     # its job a second, not a training run.
     data_lib.check_dataset(root, need_train=True, need_test=True, image_size=config.get("image_size"),
                            crop_size=config.get("crop_size"), backbone=config.get("backbone"))
-    if model_kind == "simplenet":
-        from ..simplenet.model import SimpleNet
-        from ..simplenet.config import SimpleNetConfig
-
-        model = SimpleNet(SimpleNetConfig.from_dict({**config, "seed": seed})).fit(root, progress=progress)
-    elif model_kind == "supersimplenet":
-        from ..supersimplenet.model import SuperSimpleNet
-        from ..supersimplenet.config import SuperSimpleNetConfig
-
-        model = SuperSimpleNet(SuperSimpleNetConfig.from_dict({**config, "seed": seed})).fit(root, progress=progress)
-    else:
-        raise InputError("--model", f"unknown model {model_kind!r}; choose from {', '.join(MODEL_KINDS)}")
+    model = model_class(model_kind)(config_class(model_kind).from_dict({**config, "seed": seed}))
+    model.fit(root, progress=progress)
     return run_report(model, evaluate(model, root, progress=progress))
 
 
@@ -144,11 +130,12 @@ def execute(spec: dict) -> dict:
     return record
 
 
-def _failed_record(spec: dict, error: str) -> dict:
-    """The record of a job whose worker died before it could report (killed, out of memory...)."""
+def lost_record(spec: dict, what: str, error: BaseException) -> dict:
+    """The record of a job whose worker died before it could report (killed, out of memory, a lost
+    node): ``what`` says which worker (``"Ray task failed"``)."""
     return {"format": RESULT_FORMAT, "category": spec["category"], "seed": spec["seed"], "model": spec["model"],
-            "fingerprint": spec["fingerprint"], "status": "error", "error": error, "result": None,
-            "wall_seconds": None, "finished_at": _now()}
+            "fingerprint": spec["fingerprint"], "status": "error", "error": f"{what}: {_one_line(error)}",
+            "result": None, "wall_seconds": None, "finished_at": _now()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,23 +231,13 @@ def job_specs(root: str | Path, jobs: list[Job], config: dict, model_kind: str, 
 # ---------------------------------------------------------------------------------------------
 
 
-def _spread(values: list) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (``None`` with fewer than two values); ``None`` when a
-    value is missing (a category without masks has no pixel AUROC)."""
-    if not values or any(v is None for v in values):
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return float(mean), None
-    return float(mean), float((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5)
-
-
 def summarize(jobs: list[Job], records: dict[Job, dict | None]) -> dict:
     """The table as a dict: one row per category, the mean row, job counts.
 
-    A category's row gives mean ± std over its successful seeds. The mean row averages, seed by seed,
-    the categories whose every seed succeeded, then gives mean ± std of those averages over the
-    seeds (the usual way to put a spread on a benchmark mean).
+    A category's row gives mean ± sample std (:func:`~simplenet_edu.utils.stats.mean_std`) over its
+    successful seeds. The mean row averages, seed by seed, the categories whose every seed succeeded,
+    then gives mean ± std of those averages over the seeds (the usual way to put a spread on a
+    benchmark mean).
     """
     categories = list(dict.fromkeys(job.category for job in jobs))
     seeds = list(dict.fromkeys(job.seed for job in jobs))
@@ -272,9 +249,9 @@ def summarize(jobs: list[Job], records: dict[Job, dict | None]) -> dict:
         row = {"category": category, "seeds": [job.seed for job, _ in mine], "done": len(ok),
                "failed": len(failed), "pending": len(mine) - len(ok) - len(failed), "errors": failed}
         for key in METRICS:
-            row[f"{key}_mean"], row[f"{key}_std"] = _spread([r["result"][key] for _, r in ok])
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(r["result"][key] for _, r in ok)
         walls = [r["wall_seconds"] for _, r in ok if r.get("wall_seconds") is not None]
-        row["wall_seconds_mean"] = sum(walls) / len(walls) if walls else None
+        row["wall_seconds_mean"] = mean_std(walls)[0]
         row["per_seed"] = {str(job.seed): {key: r["result"][key] for key in METRICS} for job, r in ok}
         rows.append(row)
         if len(ok) == len(mine):
@@ -282,34 +259,17 @@ def summarize(jobs: list[Job], records: dict[Job, dict | None]) -> dict:
 
     mean = {"categories": list(complete)}
     for key in METRICS:
-        per_seed = []
-        for seed in seeds:
-            values = [complete[c][seed][key] for c in complete]
-            per_seed.append(None if not values or any(v is None for v in values) else sum(values) / len(values))
-        mean[f"{key}_mean"], mean[f"{key}_std"] = _spread(per_seed) if complete else (None, None)
+        per_seed = [mean_std(complete[c][seed][key] for c in complete)[0] for seed in seeds]
+        mean[f"{key}_mean"], mean[f"{key}_std"] = mean_std(per_seed) if complete else (None, None)
     walls = [r["wall_seconds_mean"] for r in rows if r["wall_seconds_mean"] is not None]
-    mean["wall_seconds_mean"] = sum(walls) / len(walls) if walls else None
+    mean["wall_seconds_mean"] = mean_std(walls)[0]
     counts = {"total": len(jobs), "done": sum(r["done"] for r in rows), "failed": sum(r["failed"] for r in rows)}
     counts["pending"] = counts["total"] - counts["done"] - counts["failed"]
     return {"seeds": seeds, "categories": categories, "rows": rows, "mean": mean, "jobs": counts}
 
 
-def _cell(row: dict, key: str, digits: int = 3) -> str:
-    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
-    if mean is None:
-        return "n/a"
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _size(config: dict) -> str:
-    size = config.get("crop_size") or config.get("image_size")
-    return f"{size[0]} x {size[1]} px" if isinstance(size, (list, tuple)) else f"{size} px"
-
-
-def _budget(config: dict) -> str:
-    if config.get("steps") is not None and config.get("epochs") is None:
-        return f"{config['steps']} steps"
-    return f"{config.get('epochs')} passes" if config.get("epochs") is not None else "default budget"
+def _cell(row: dict, key: str) -> str:
+    return format_mean_std(row[f"{key}_mean"], row[f"{key}_std"])
 
 
 def to_markdown(table: dict) -> str:
@@ -321,8 +281,8 @@ def to_markdown(table: dict) -> str:
     if table.get("command"):
         lines += [f"Made by `{table['command']}`.", ""]
     lines += [f"Model {table.get('model', 'simplenet')}: backbone {config.get('backbone')}, "
-              f"{_size(config)}, {_budget(config)}; the model of the last training step, "
-              f"nothing chosen on the test set. Mean ± sample std over seeds {seeds}; AUPRO up to a "
+              f"{input_text(config)}, {budget_text(config)}; the model of the last training step, "
+              f"nothing chosen on the test set. Cells: {MEAN_STD_NOTE}, over seeds {seeds}; AUPRO up to a "
               f"false-positive rate of 0.3; seconds: wall time of one job (training and evaluation). "
               f"Jobs: {counts['done']} of {counts['total']} done, {counts['failed']} failed, "
               f"{counts['pending']} pending.", "",
@@ -369,142 +329,6 @@ def job_line(job: Job, record: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Engines: each yields (index, record) as jobs finish
-# ---------------------------------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def visible_gpus() -> list[str]:
-    """The CUDA devices this process sees, as ids for ``CUDA_VISIBLE_DEVICES``."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return listed or [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _in_process(specs: list[dict]) -> Iterator[tuple[int, dict]]:
-    for index, spec in enumerate(specs):
-        yield index, execute(spec)
-
-
-def _init_worker(threads: int, gpus) -> None:
-    """Start of a local worker process, before it imports torch: its thread count and its GPU."""
-    if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _local_pool(specs: list[dict], workers: int, threads: int, gpus: list[str]) -> Iterator[tuple[int, dict]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: a forked copy of a process that has run torch's thread pools can hang.
-    context = multiprocessing.get_context("spawn")
-    queue = None
-    if gpus:
-        queue = context.Queue()
-        for i in range(workers):
-            queue.put(gpus[i % len(gpus)])
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, queue))
-    futures = {pool.submit(execute, spec): index for index, spec in enumerate(specs)}
-    finished = False
-    try:
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                record = future.result()
-            except Exception as error:  # the worker process died (killed, out of memory, ...)
-                record = _failed_record(specs[index], f"worker process failed: {_one_line(error)}")
-            yield index, record
-        finished = True
-    finally:
-        if not finished:  # interrupted: stop the jobs in flight now rather than wait for them
-            for process in dict(getattr(pool, "_processes", None) or {}).values():
-                process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def import_ray():
-    """The ``ray`` module, or an :class:`InputError` that says how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--ray", f"Ray is not installed; install it with {RAY_INSTALL}") from None
-    return ray
-
-
-def ray_task_options(resources: dict, node_resources: list[dict], device: str, gpus_per_job: float,
-                     cpus_per_job: float | None) -> dict:
-    """What one job asks of a Ray cluster: ``num_gpus`` (and one CPU) when the cluster has GPUs and the
-    configuration may use them, else ``num_cpus``; checked against the largest node, since a task that
-    no node can hold would wait for ever."""
-    largest = {key: max((node.get(key, 0) for node in node_resources), default=0) for key in ("CPU", "GPU")}
-    if gpus_per_job <= 0 or (gpus_per_job > 1 and gpus_per_job != int(gpus_per_job)):
-        raise InputError("--gpus-per-job", "must be a fraction of one GPU (0.5) or a whole number (1, 2)")
-    if cpus_per_job is not None and cpus_per_job <= 0:
-        raise InputError("--cpus-per-job", "must be positive")
-    if resources.get("GPU", 0) > 0 and device != "cpu":
-        options = {"num_gpus": gpus_per_job, "num_cpus": cpus_per_job or 1}
-        if gpus_per_job > largest["GPU"]:
-            raise InputError("--gpus-per-job", f"asks for {gpus_per_job:g} GPUs, but no node has more than "
-                                               f"{largest['GPU']:g}")
-    else:
-        options = {"num_cpus": cpus_per_job or min(DEFAULT_RAY_CPUS, max(1, largest["CPU"]))}
-    if options["num_cpus"] > largest["CPU"]:
-        raise InputError("--cpus-per-job", f"asks for {options['num_cpus']:g} CPUs, but no node has more than "
-                                           f"{largest['CPU']:g}")
-    return options
-
-
-def connect_ray(address: str):
-    """``(ray, started)``: this process's Ray session if it has one, else a connection to the cluster
-    at ``address`` (``"auto"``: ``RAY_ADDRESS`` or the cluster ``ray start --head`` started on this
-    machine). ``started`` says whether we connected, and so must disconnect."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return ray, False
-    try:
-        ray.init(address=address)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"--ray {address}", f"no Ray cluster reached ({problem}); start one with "
-                                             f"`ray start --head`, or give its address") from None
-    return ray, True
-
-
-def _ray_engine(ray, specs: list[dict], options: dict) -> Iterator[tuple[int, dict]]:
-    threads = max(1, int(options["num_cpus"]))
-    task = ray.remote(execute).options(max_retries=1, **options)
-    refs = {task.remote({**spec, "threads": threads}): index for index, spec in enumerate(specs)}
-    try:
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                index = refs.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except ray.exceptions.RayError as error:  # the worker died, the node was lost, ...
-                    record = _failed_record(specs[index], f"Ray task failed: {_one_line(error)}")
-                yield index, record
-    finally:
-        for ref in refs:  # interrupted: do not leave our jobs running on the cluster
-            ray.cancel(ref, force=True)
-
-
-# ---------------------------------------------------------------------------------------------
 # The whole benchmark
 # ---------------------------------------------------------------------------------------------
 
@@ -525,7 +349,8 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
         model_kind: passed to :func:`run_job`.
         workers: local processes (ignored with ``ray_address``).
         ray_address: ``"auto"`` or ``"HOST:PORT"`` of a running Ray cluster: one task per job.
-        gpus_per_job, cpus_per_job: what each Ray task asks for (see :func:`ray_task_options`).
+        gpus_per_job, cpus_per_job: what each Ray task asks for
+            (:func:`~simplenet_edu.apps.engines.ray_task_options`).
         progress: a progress bar over jobs, on stderr (the one line per finished job goes there too,
             with or without it).
         command: the command line, quoted in the table.
@@ -535,10 +360,11 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
         ``engine``, ``command``, ``ran`` (jobs run this time), ``skipped`` (results reused) and
         ``wall_seconds``.
     """
+    from ..core.registry import config_class
+
     start = time.perf_counter()
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    if model_kind not in MODEL_KINDS:
-        raise InputError("--model", f"unknown model {model_kind!r}; choose from {', '.join(MODEL_KINDS)}")
+    config_class(model_kind)  # an unknown kind fails here, before any job
     if workers < 1:
         raise InputError("--workers", "must be a positive integer")
     output = Path(output)
@@ -551,37 +377,11 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
         record = read_record(job.result_path(output))
         records[job] = record if is_done(record, job, fp) else None
     todo = [job for job in jobs if records[job] is None]
-    specs = job_specs(root, todo, config, model_kind, fp)
-
-    if ray_address is not None and todo:
-        ray, started = connect_ray(ray_address)
-        try:
-            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-            options = ray_task_options(ray.cluster_resources(), nodes, config.get("device", "auto"),
-                                       gpus_per_job, cpus_per_job)
-        except BaseException:
-            if started:
-                ray.shutdown()
-            raise
-        asks = ", ".join(f"{v:g} {k.removeprefix('num_').upper()}" for k, v in options.items())
-        engine_text = f"Ray ({len(nodes)} node(s)), one task per job asking for {asks}"
-        engine = _ray_engine(ray, specs, options)
-    else:
-        ray, started = None, False
-        n = min(workers, max(1, len(todo)))
-        threads = max(1, available_cores() // n)
-        gpus = visible_gpus() if n > 1 and config.get("device", "auto") != "cpu" else []
-        if n == 1:
-            engine_text, engine = "this process", _in_process(specs)
-        else:
-            on_gpus = f", GPUs {','.join(gpus)} in turn" if gpus else ""
-            engine_text = f"{n} local worker processes, {threads} torch thread(s) each{on_gpus}"
-            engine = _local_pool(specs, n, threads, gpus)
-
-    if not todo:
-        engine_text = "nothing to run"
+    engine = open_engine(execute, lost_record, job_specs(root, todo, config, model_kind, fp),
+                         device=config.get("device", "auto"), workers=workers, ray_address=ray_address,
+                         gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job)
     table_info = {"data": str(root), "model": model_kind, "config": {k: v for k, v in config.items() if k != "seed"},
-                  "fingerprint": fp, "engine": engine_text, "command": command}
+                  "fingerprint": fp, "engine": engine.text, "command": command}
 
     def write_table() -> dict:
         table = {**table_info, **summarize(jobs, records), "updated_at": _now()}
@@ -592,11 +392,11 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
     n_categories = len({job.category for job in jobs})
     message = (f"{len(jobs)} jobs ({n_categories} categories x {len(jobs) // max(1, n_categories)} seeds): "
                f"{len(jobs) - len(todo)} done before, {len(todo)} to run")
-    print(message + (f" on {engine_text}" if todo else ""), file=sys.stderr)
-    write_table()
+    print(message + (f" on {engine.text}" if todo else ""), file=sys.stderr)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="benchmark", unit="job", disable=not progress)
     try:
-        for index, record in engine:
+        write_table()
+        for index, record in engine.results:
             job = todo[index]
             write_text(job.result_path(output), json.dumps(record, indent=2) + "\n")
             records[job] = record
@@ -606,8 +406,6 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
     finally:
         bar.close()
         engine.close()
-        if started:
-            ray.shutdown()
     table = write_table()
     table.update(ran=len(todo), skipped=len(jobs) - len(todo), wall_seconds=time.perf_counter() - start)
     return table

@@ -9,97 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from ..deploy.heatmaps import NORMALISED_FORMULA, RAW_MAP_FORMULA
+from ..deploy.runtime import DEFAULT_TOLERANCE
 from ..evaluation.report import print_report, run_report
 from ..utils.atomic import write_text
 from ..utils.errors import DataWarning, InputError
+from ..utils.stats import MEAN_STD_NOTE
+from .engines import DEFAULT_RAY_CPUS
+from .options import add_model_options, build_config
+
+DEFAULT_SEEDS = (0, 1, 2)       # benchmark: the seeds of every category
 
 COMMON_HELP = "Train SimpleNet on normal images and find anomalies, on a CPU or a GPU."
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", choices=["simplenet", "supersimplenet"], default="simplenet",
-                       help="simplenet (Liu et al. 2023; default) or supersimplenet (Rolih et al. 2024, its "
-                            "successor: Perlin-masked anomalies, segmentation and classification heads)")
-    group.add_argument("--preset", choices=["default", "paper", "quick"], default="default",
-                       help="configuration preset (default: the CPU default; paper: Wide-ResNet50 as the paper)")
-    group.add_argument("--backbone", help="efficientnet_lite0 (default), wide_resnet50_2 or resnet18")
-    group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
-    group.add_argument("--image-size", type=int, nargs="+", metavar=("H", "W"),
-                       help="one number: resize images to H x H pixels; two: to height H, width W (height "
-                            "first, then width)")
-    group.add_argument("--keep-aspect", action="store_true", default=None,
-                       help="keep the training images' aspect ratio: the short side gets --image-size, the "
-                            "long side follows (rounded to the backbone's stride, 16), fixed at training and "
-                            "saved with the model")
-    group.add_argument("--steps", type=int, help="optimiser steps of the heads (the default budget)")
-    group.add_argument("--epochs", type=int, help="train for this many passes over the cached patches instead")
-    group.add_argument("--noise-std", type=float,
-                       help="noise scale: a multiple of the training features' std (the paper preset: absolute)")
-    group.add_argument("--select", choices=["last", "validation"],
-                       help="keep the last step's heads, or the checkpoint that scores best on held-out normal "
-                            "images with painted defects (never test images)")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    from ..simplenet.config import CHOICES  # torch-free: building the parser must not load torch
-
-    variants = parser.add_argument_group("variants (default: the paper's choice, listed first)")
-    for part, names in CHOICES.items():
-        variants.add_argument(f"--{part.replace('_', '-')}", choices=names, help=" | ".join(names))
-    variants.add_argument("--topk", type=float, help="image score topk: patches (>= 1) or share (< 1); default 10")
-
-
-def build_config(args: argparse.Namespace):
-    """The ``SimpleNetConfig`` named by ``--preset`` with the explicit options applied on top
-    (a ``SuperSimpleNetConfig`` with ``--model supersimplenet``). A value the configuration refuses
-    is reported as the option's error (``--steps: must be a positive integer, got 0``)."""
-    from .. import data as data_lib
-    from ..core.registry import config_class
-    from ..simplenet.config import CHOICES
-
-    kind = getattr(args, "model", "simplenet")
-    size = args.image_size  # [N] or [H, W]
-    if size is not None and not (1 <= len(size) <= 2 and min(size) >= 1):
-        raise InputError("--image-size", "takes one positive integer (a square) or two (height, then width)")
-    options = {"backbone": args.backbone, "weights_path": args.weights, "steps": args.steps, "epochs": args.epochs,
-               "noise_std": args.noise_std, "seed": args.seed, "device": args.device}
-    simplenet_only = {"keep_aspect": args.keep_aspect, "select": args.select, "topk": args.topk,
-                      **{part: getattr(args, part) for part in CHOICES}}
-    if kind == "supersimplenet":
-        for option, value in simplenet_only.items():
-            if value is not None:
-                raise InputError(f"--{option.replace('_', '-')}", "is a SimpleNet option; SuperSimpleNet has no such part")
-        if size is not None and len(size) != 1:
-            raise InputError("--image-size", "SuperSimpleNet takes one positive integer (square images)")
-    else:
-        options.update(simplenet_only)
-    cls = config_class(kind)
-    preset = {"default": cls, "paper": cls.paper, "quick": cls.quick}[args.preset]()
-    if size is not None:
-        options["image_size"] = size[0] if len(size) == 1 else tuple(size)
-        if preset.crop_size is not None and preset.crop_size > min(data_lib.as_shape(options["image_size"])):
-            options["crop_size"] = None  # a preset's crop (paper: 329 -> 288) only where it fits
-    changes = {key: value for key, value in options.items() if value is not None}
-    if args.epochs is not None and kind == "supersimplenet":
-        changes["steps"] = None   # a budget in passes replaces the preset's steps ...
-    elif args.steps is not None:
-        changes["epochs"] = None  # ... and one in steps the preset's epochs (the paper's 160 or 300)
-    try:
-        return preset.replace(**changes)
-    except InputError as error:  # name the option the user typed, not the field
-        if error.where in changes:
-            raise InputError(OPTION_OF_FIELD.get(error.where, "--" + error.where.replace("_", "-")),
-                             error.problem) from None
-        raise
-
-
-OPTION_OF_FIELD = {"weights_path": "--weights"}
 
 
 def _check(root: Path, config=None, need_train: bool = True, need_test: bool = False) -> None:
@@ -191,7 +117,7 @@ def _predictor(args, paths: list[Path]):
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from ..deploy.heatmaps import NORMALISED_FORMULA, PredictionWriter, heatmap_names
+    from ..deploy.heatmaps import PredictionWriter, heatmap_names
 
     if Path(args.model or args.checkpoint).suffix.lower() == ".onnx":
         from ..deploy.runtime import list_images as require_images  # torch-free
@@ -271,17 +197,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _size_text(config) -> str:
-    size = config.image_size if isinstance(config.image_size, int) else " x ".join(map(str, config.image_size))
-    return f"{size} px on the short side (aspect kept)" if config.keep_aspect else f"{size} px"
-
-
-def _budget(config) -> str:
-    return f"{config.steps} steps" if config.epochs is None else f"{config.epochs} passes"
-
-
 def cmd_ablate(args) -> int:
-    from .ablation import all_variants, run_ablation, to_markdown
+    from .ablation import all_variants, header, run_ablation, to_markdown
 
     if args.seeds < 1:
         raise InputError("--seeds", "must be a positive integer")
@@ -291,17 +208,10 @@ def cmd_ablate(args) -> int:
     variants = args.variants.split(",") if args.variants else None
     _check(Path(args.data), config, need_test=True)
     rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
-    command = args.command_line
-    from ..simplenet.variants import describe
-
-    header = (f"# Ablation on {Path(args.data).name}\n\nMade by `{command}`: one change at a time from "
-              f"the base configuration ({describe(config)}); mean ± std over seeds {rows[0]['seeds']}; backbone "
-              f"{config.backbone}, {_size_text(config)}, {_budget(config)}. Brackets: change of the mean against "
-              f"the base row.\n\n")
     output = Path(args.output)
-    write_text(output.with_suffix(".md"), header + to_markdown(rows))
+    write_text(output.with_suffix(".md"), header(Path(args.data), args.command_line, config, rows) + to_markdown(rows))
     write_text(output.with_suffix(".json"), json.dumps(
-        {"command": command, "data": str(args.data), "config": config.to_dict(),
+        {"command": args.command_line, "data": str(args.data), "config": config.to_dict(),
          "variants": [f"{p}={n}" for p, n in all_variants(config)] if variants is None else variants,
          "rows": rows}, indent=2) + "\n")
     print(to_markdown(rows))
@@ -331,13 +241,13 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
-BENCHMARK_HELP = """\
+BENCHMARK_HELP = f"""\
 One job per (category, seed): train on ROOT/<category>/train/good, evaluate on ROOT/<category>/test.
 Each job's result is written atomically to DIR/jobs/<category>/seed<k>.json as it finishes; DIR/table.md
-and DIR/table.json (per category mean +- std over the seeds, the mean row, seconds per job) are
-rewritten after every job. A rerun skips the jobs whose result matches the configuration, so an
-interrupted run loses only the jobs in flight. A broken category is reported in the table with its
-error; the other jobs finish (exit code 1 if any job failed).
+and DIR/table.json are rewritten after every job: per category {MEAN_STD_NOTE},
+over the seeds; the mean row; the seconds per job. A rerun skips the jobs whose result matches the
+configuration, so an interrupted run loses only the jobs in flight. A broken category is reported in
+the table with its error; the other jobs finish (exit code 1 if any job failed).
 
 Engines: --workers N local processes (torch threads divided between them; with several GPUs, worker i
 uses GPU i mod n), or --ray auto|HOST:PORT, one Ray task per job on a running cluster
@@ -347,19 +257,19 @@ simplenet-edu installed; only this machine writes DIR.
 """
 
 
-PREDICT_HELP = """\
+PREDICT_HELP = f"""\
 Writes, in --output-dir, one PNG per image and scores.csv.
 
 PNG (default): the image under its anomaly map (jet colours: green at the pixel threshold from held-out
 normal images, red above), a white contour around the pixels at or above that threshold, and the
 normalised score in the corner, on red when the image is anomalous. --no-overlay: the raw map as a
-16-bit grayscale PNG, map = map_min + pixel / 65535 * (map_max - map_min), with map_min and map_max in
-scores.csv and in the PNG's text chunks.
+16-bit grayscale PNG, {RAW_MAP_FORMULA},
+with map_min and map_max in scores.csv and in the PNG's text chunks.
 
 scores.csv: path, score (raw), normalised_score, anomalous (yes/no at the threshold from held-out
 normal images), heatmap, map_min, map_max, error (why an image could not be read).
 
-  normalised_score = 1 / (1 + 9 ** (-(score - threshold) / spread))
+  normalised_score = {NORMALISED_FORMULA}
 
 threshold: the normal threshold; spread: 1.4826 x the median absolute deviation of the scores of the
 normal images the model was fitted on. It reads 0.5 at the threshold (so >= 0.5 is 'anomalous'), 0.9
@@ -382,23 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="make the demo data set, train, evaluate and draw a figure")
-    demo.add_argument("--root", default="data/demo", help="where the demo data set is written")
-    demo.add_argument("--category", default="brick", choices=["brick", "gravel", "grass"])
-    demo.add_argument("--figure", default="demo.png", help="figure file to write")
-    _add_model_options(demo)
+    demo.add_argument("--root", default="data/demo", help="where the demo data set is written (default %(default)s)")
+    demo.add_argument("--category", default="brick", choices=["brick", "gravel", "grass"],
+                      help="the texture photograph it paints (default %(default)s)")
+    demo.add_argument("--figure", default="demo.png", help="figure file to write (default %(default)s)")
+    add_model_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train on DIR/train/good and save the model")
     train.add_argument("--data", required=True, help="MVTec-layout folder (DIR/train/good)")
-    train.add_argument("--output", default="simplenet.pt", help="checkpoint file to write")
-    _add_model_options(train)
+    train.add_argument("--output", default="simplenet.pt", help="checkpoint file to write (default %(default)s)")
+    add_model_options(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="train on DIR/train/good, score DIR/test, report metrics")
     evaluate.add_argument("--data", required=True, help="MVTec-layout folder")
     evaluate.add_argument("--checkpoint", help="evaluate this saved model instead of training one")
     evaluate.add_argument("--output", help="JSON file for the results")
-    _add_model_options(evaluate)
+    add_model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="score a folder of images with a saved or exported model",
@@ -408,34 +319,34 @@ def build_parser() -> argparse.ArgumentParser:
                                        "checkpoint model.pt")
     which.add_argument("--checkpoint", help="a checkpoint model.pt (as --model)")
     predict.add_argument("--images", required=True, help="folder of images")
-    predict.add_argument("--output-dir", default="predictions")
+    predict.add_argument("--output-dir", default="predictions", help="(default %(default)s)")
     predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                          help="heat maps over the images (default); --no-overlay: raw maps as 16-bit PNGs")
     predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                         help="for a checkpoint (an ONNX model runs on the CPU)")
+                         help="for a checkpoint (default %(default)s; an ONNX model runs on the CPU)")
     predict.set_defaults(func=cmd_predict)
 
     export = sub.add_parser("export", help="write a trained model as ONNX, checked against torch",
                             description=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("--checkpoint", required=True, help="model.pt from simplenet-edu train")
-    export.add_argument("--output", default="model.onnx", help="ONNX file to write (default model.onnx)")
+    export.add_argument("--output", default="model.onnx", help="ONNX file to write (default %(default)s)")
     export.add_argument("--images", help="folder of images to check the export on (default: random images)")
-    export.add_argument("--n-images", type=int, default=8, help="at most this many of them (default 8)")
-    export.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest |onnxruntime - torch| allowed on any score or map value (default 1e-4)")
+    export.add_argument("--n-images", type=int, default=8, help="at most this many of them (default %(default)s)")
+    export.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="largest |onnxruntime - torch| allowed on any score or map value (default %(default)g)")
     export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
-                        help="torch's TorchScript-based exporter (default) or the torch.export-based one "
-                             "(needs onnxscript)")
+                        help="torchscript: torch's TorchScript-based exporter (the default); dynamo: the "
+                             "torch.export-based one (needs onnxscript)")
     export.add_argument("--evaluation", metavar="JSON", help="results.json of evaluate --checkpoint on this "
                         "model: its F1 threshold goes into the metadata too")
     export.set_defaults(func=cmd_export)
 
     ablate = sub.add_parser("ablate", help="change one part at a time from the chosen configuration; table of metrics")
     ablate.add_argument("--data", required=True, help="MVTec-layout folder")
-    ablate.add_argument("--seeds", type=int, default=3, help="seeds per row (from --seed on)")
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds per row, from --seed on (default %(default)s)")
     ablate.add_argument("--output", default="ablation", help="writes FILE.md and FILE.json")
     ablate.add_argument("--variants", help="comma-separated part=choice list (default: every variant)")
-    _add_model_options(ablate)
+    add_model_options(ablate)
     ablate.set_defaults(func=cmd_ablate)
 
     bench = sub.add_parser("benchmark", help="every category of a data set over seeds, on local workers or "
@@ -445,19 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of MVTec-layout category folders (as MVTec AD unpacks); with --ray, a "
                             "path every node sees")
     bench.add_argument("--categories", help="comma-separated category folders (default: every folder in ROOT)")
-    bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every category (default: 0 1 2)")
+    bench.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
+                       help=f"seeds of every category (default: {' '.join(map(str, DEFAULT_SEEDS))})")
     bench.add_argument("--output", required=True, metavar="DIR", help="folder for the results and the table; "
                        "a rerun resumes")
     engine = bench.add_argument_group("engine")
     where = engine.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: this process)")
+    where.add_argument("--workers", type=int, default=1,
+                       help="local worker processes (default %(default)s: this process)")
     where.add_argument("--ray", metavar="ADDRESS", help="auto or HOST:PORT of a running Ray cluster")
     engine.add_argument("--gpus-per-job", type=float, default=1.0,
-                       help="Ray: GPUs each job asks for on a GPU cluster (0.5: two jobs per GPU; default 1)")
+                        help="Ray: GPUs each job asks for on a GPU cluster (0.5: two jobs per GPU; default %(default)g)")
     engine.add_argument("--cpus-per-job", type=float,
-                       help="Ray: CPUs each job asks for and its torch threads (default 1 with GPUs, else 2)")
-    _add_model_options(bench)
-    bench.set_defaults(func=cmd_benchmark, seed=None)
+                        help="Ray: CPUs each job asks for and its torch threads (default 1 with GPUs, else "
+                             f"{DEFAULT_RAY_CPUS} or the largest node's CPUs if fewer)")
+    add_model_options(bench, every_seed=True)
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 

@@ -33,6 +33,7 @@ from ..core import registry
 from ..core.checkpoint import CHECKPOINT_VERSION
 from ..core.fitted import FittedModel
 from ..core.registry import kind_of
+from ..evaluation.report import budget_text, input_text, noise_text
 from ..simplenet.config import SimpleNetConfig
 from ..utils.errors import InputError
 from .baselines import nearest_distances
@@ -242,23 +243,6 @@ def folder_tree(root: str | Path, max_files: int = 2) -> str:
 # ------------------------------------------------------------------ the common header of the notebooks
 
 
-def _input(config: SimpleNetConfig) -> str:
-    def side(size):
-        return f"{size} px" if isinstance(size, int) else f"{size[0]} x {size[1]} px"
-
-    return side(config.image_size) if config.crop_size is None else \
-        f"{side(config.image_size)} -> crop {side(config.crop_size)}"
-
-
-def _budget(config: SimpleNetConfig) -> str:
-    count = f"{config.steps} steps" if config.epochs is None else f"{config.epochs} passes"
-    return f"{count} of {config.batch_size} patches"
-
-
-def _noise(config: SimpleNetConfig) -> str:
-    return f"{config.noise_std:g} x feature std" if config.noise_scale == "relative" else f"{config.noise_std:g} (absolute)"
-
-
 def settings_table() -> str:
     """The course's three sizes as a text table, read from the presets themselves (so that a change of
     default shows here): data, input, backbone, training budget, adaptor, loss and noise of
@@ -278,15 +262,17 @@ def settings_table() -> str:
             ("SIMPLENET_EDU_PAPER=1", "paper", SimpleNetConfig.paper(), DEMO_FULL)]
     table = [("setting", "data", "input", "backbone", "budget", "adaptor", "loss", "noise sigma", "")]
     for setting, name, config, demo in rows:
-        table.append((setting, data_of(demo), _input(config), config.backbone, _budget(config), config.adaptor,
-                      config.loss, _noise(config), "<- this session" if name == current else ""))
+        budget = f"{budget_text(config)} of {config.batch_size} patches"
+        table.append((setting, data_of(demo), input_text(config), config.backbone, budget, config.adaptor,
+                      config.loss, noise_text(config), "<- this session" if name == current else ""))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
 
 
 # The paper's MVTec AD results (Liu et al., CVPR 2023, Table 1), in percent: (image AUROC, pixel AUROC)
-# per category. The paper picked the best epoch on the test set (pitfall 1 in the reference notes);
-# this package reports the last step. Their means are the paper's headline 99.6 and 98.1.
+# per category. The paper picked the best epoch on the test set (its official code keeps the epoch of
+# the best test AUROC); this package reports the last step. Their means are the paper's headline 99.6
+# and 98.1.
 PAPER_MVTEC_AD = {
     "carpet": (99.7, 98.2), "grid": (99.7, 98.8), "leather": (100.0, 99.2), "tile": (99.8, 97.0),
     "wood": (100.0, 94.5), "bottle": (100.0, 98.0), "cable": (99.9, 97.6), "capsule": (97.7, 98.9),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import lzma
-import os
 import shutil
 import tarfile
 import urllib.error
@@ -14,10 +13,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from ..utils.atomic import replace_folder, temp_name
 from ..utils.errors import InputError
-
-from ..utils.atomic import temp_name
-
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -110,7 +107,7 @@ def download_mvtec(
         unpacked.mkdir()
         _extract(archive, unpacked, missing, url)
         for name in missing:
-            os.replace(unpacked / name, root / name)
+            replace_folder(unpacked / name, root / name)
     finally:
         archive.unlink(missing_ok=True)
         shutil.rmtree(unpacked, ignore_errors=True)

@@ -18,6 +18,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 
+# simplenet_edu/deploy/runtime.py holds a torch-free copy of this reader (_read, _to_rgb, resize and
+# crop) for machines without torch; tests/test_deploy.py checks that both give the same pixels.
 def _read(path: Path) -> Image.Image:
     """Open and fully decode an image file, so that a broken or truncated file fails here."""
     try:

@@ -14,7 +14,7 @@ without torch.
 
 Exporters (``exporter=``): ``"torchscript"`` (the default: torch's TorchScript-based exporter,
 ``torch.onnx.export(..., dynamo=False)``; needs only ``onnx``; a few seconds) or ``"dynamo"`` (the
-``torch.export``-based one that torch now recommends; also needs ``onnxscript``; several times slower
+``torch.export``-based one that torch recommends; also needs ``onnxscript``; several times slower
 to export here). Both are checked the same way, and both give the same scores to about 1e-6.
 
 Another model class becomes exportable by adding its inference module to :data:`INFERENCE_MODULES`
@@ -44,9 +44,8 @@ from .heatmaps import NORMALISED_FORMULA, RAW_MAP_FORMULA
 from ..evaluation.localization import axis_operator
 from ..simplenet.folded import FoldedScorer
 from ..simplenet.model import SimpleNet
-from .runtime import ONNX_FORMAT, ONNX_VERSION
+from .runtime import DEFAULT_TOLERANCE, ONNX_FORMAT, ONNX_VERSION
 
-DEFAULT_TOLERANCE = 1e-4      # largest |onnxruntime - torch| allowed, on raw scores and map values
 EXPORTERS = ("torchscript", "dynamo")
 OPSET = 17
 INSTALL_HINT = 'pip install "simplenet-edu[export]"'

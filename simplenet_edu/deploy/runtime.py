@@ -32,12 +32,20 @@ from .heatmaps import Calibration
 
 ONNX_FORMAT = "simplenet-edu-onnx"
 ONNX_VERSION = 1
+# The export's check: largest |onnxruntime - torch| allowed on raw scores and map values (here, torch-free,
+# so that the command line's help can state it).
+DEFAULT_TOLERANCE = 1e-4
 # As simplenet_edu.data.IMAGE_EXTENSIONS (a test checks that they agree).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 INSTALL_HINT = 'pip install "simplenet-edu[onnx]"'
 
 
 # ------------------------------------------------------------------ images, without torch
+#
+# The reader below (_open, _to_rgb, the resize and crop) is a second copy of the one in
+# simplenet_edu.data.images, on purpose: that one lives in a package that imports torch, and this
+# module must run where torch is not installed. tests/test_deploy.py checks that both give the same
+# pixels; a change to one must be made to the other.
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -62,24 +62,23 @@ def _as_scores(name: str, values) -> np.ndarray:
     return values
 
 
+def _checked_pair(names: tuple[str, str], truth, scores, ndim: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """``truth`` as bool and ``scores`` as float, both of ``ndim`` dimensions and one shape (``shape``
+    says which, for the error)."""
+    truth, scores = _as_binary(names[0], truth), _as_scores(names[1], scores)
+    if truth.ndim != ndim or truth.shape != scores.shape:
+        raise InputError(None, f"{names[0]} and {names[1]} must {shape}, got {truth.shape} and {scores.shape}")
+    return truth, scores
+
+
 def _labels_and_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     """Checked image-level inputs: labels [N] bool, scores [N] float."""
-    labels, scores = _as_binary("labels", labels), _as_scores("scores", scores)
-    if labels.ndim != 1 or labels.shape != scores.shape:
-        raise InputError(
-            None, f"labels and scores must be 1-D of equal length, got {labels.shape} and {scores.shape}"
-        )
-    return labels, scores
+    return _checked_pair(("labels", "scores"), labels, scores, 1, "be 1-D of equal length")
 
 
 def _masks_and_maps(masks, maps) -> tuple[np.ndarray, np.ndarray]:
     """Checked pixel-level inputs: masks [N, H, W] bool, maps [N, H, W] float."""
-    masks, maps = _as_binary("masks", masks), _as_scores("maps", maps)
-    if masks.ndim != 3 or masks.shape != maps.shape:
-        raise InputError(
-            None, f"masks and maps must both be [N, H, W] of one shape, got {masks.shape} and {maps.shape}"
-        )
-    return masks, maps
+    return _checked_pair(("masks", "maps"), masks, maps, 3, "both be [N, H, W] of one shape")
 
 
 def _require_both_classes(is_anomalous: np.ndarray, metric: str, level: str) -> None:

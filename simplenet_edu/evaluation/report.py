@@ -1,7 +1,10 @@
 """The report of one trained and evaluated model: what ``evaluate`` prints, writes as JSON, and what
-every benchmark job keeps."""
+every benchmark job keeps; and the words that tables and headers use for a configuration's input
+size, training budget and noise (torch-free: the command line prints them without loading torch)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def run_report(model, result) -> dict:
@@ -55,3 +58,35 @@ def print_report(report: dict) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def _field(config, name: str) -> Any:
+    """A field of a configuration or of its dict (``to_dict()``, a results JSON)."""
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
+def _side(size) -> str:
+    return f"{size[0]} x {size[1]} px" if isinstance(size, (list, tuple)) else f"{size} px"
+
+
+def input_text(config) -> str:
+    """The input size in words: ``"256 px"``, ``"329 px -> crop 288 px"``, ``"320 x 256 px"``, or
+    ``"256 px on the short side (aspect kept)"``."""
+    image_size, crop_size = _field(config, "image_size"), _field(config, "crop_size")
+    if _field(config, "keep_aspect"):
+        return f"{_side(image_size)} on the short side (aspect kept)"
+    return _side(image_size) if crop_size is None else f"{_side(image_size)} -> crop {_side(crop_size)}"
+
+
+def budget_text(config) -> str:
+    """The training budget in words: ``"160 passes"`` when ``epochs`` is set, else ``"450 steps"``."""
+    epochs, steps = _field(config, "epochs"), _field(config, "steps")
+    if epochs is not None:
+        return f"{epochs} passes"
+    return "default budget" if steps is None else f"{steps} steps"
+
+
+def noise_text(config) -> str:
+    """The noise scale in words: ``"0.75 x feature std"`` (relative) or ``"0.015 (absolute)"``."""
+    std = _field(config, "noise_std")
+    return f"{std:g} x feature std" if _field(config, "noise_scale") == "relative" else f"{std:g} (absolute)"
