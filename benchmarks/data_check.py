@@ -1,8 +1,8 @@
-"""What the up-front data check costs (issue 10): its time on a set, and its share of a clean run.
+"""What the up-front data check costs: its time on a set, and its share of a clean run.
 
-    python benchmarks/data_check.py                          # ../shared/data/solar_cell, CPU default
-    python benchmarks/data_check.py --data DIR --preset quick --repeats 3
-    python benchmarks/data_check.py --data DIR --check-only                  # the check alone
+    python -m benchmarks.data_check                          # the suite's solar_cell, CPU default
+    python -m benchmarks.data_check --data DIR --preset quick --repeats 3
+    python -m benchmarks.data_check --data DIR --check-only                  # the check alone
 
 1. ``check_dataset(need_test=True)`` in fresh processes (so nothing is remembered between them):
    the median of ``--repeats`` runs, and the same call again in the same process (the per-file
@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "solar_cell"
+from benchmarks.common import SUITE_DIR
+
+DEFAULT_DATA = SUITE_DIR / "solar_cell"
 
 
 def _check_in_fresh_process(data: Path) -> dict:
@@ -71,13 +72,13 @@ def _timed_evaluate(data: Path, preset: str) -> tuple[float, float, int]:
     return wall, sum(spent), calls
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--preset", default="default", choices=["default", "quick", "paper"])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes for the check alone")
     parser.add_argument("--check-only", action="store_true", help="time the check alone, not a whole run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not (args.data / "train" / "good").is_dir():
         print(f"skipped: {args.data} is not an MVTec-layout folder (no train/good)")
         return

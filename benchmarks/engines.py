@@ -15,9 +15,10 @@ of load from elsewhere on a shared machine slows every engine alike; the figures
 ``w1 / w2`` (the speed-up of two workers) and ``ray / w2`` (Ray's overhead over local workers, per
 run, the cluster already running), plus the one-off start of the cluster.
 
-    python benchmarks/engines.py                          # quick preset, 3 categories x 2 seeds, 2 repeats
-    python benchmarks/engines.py --repeats 3 --output results/engines.json
-    python benchmarks/engines.py --no-ray                 # without Ray installed
+    python -m benchmarks.engines                          # quick preset, 3 categories x 2 seeds, 2 repeats
+    python -m benchmarks.engines --repeats 3 --output results/engines.json
+    python -m benchmarks.engines --no-ray                 # without Ray installed
+    python -m benchmarks.engines --smoke --no-ray         # tiny: checks that the script runs
 """
 
 from __future__ import annotations
@@ -32,41 +33,50 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import ROOT, cli, command, write_json
+from simplenet_edu.apps.benchmark import available_cores
+from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset
 
-from simplenet_edu.apps.benchmark import available_cores  # noqa: E402
-from simplenet_edu.data import DEMO_CATEGORIES, make_demo_dataset  # noqa: E402
+# --smoke: seconds of work per run, a check of the script and not a measurement.
+SMOKE = dict(seeds=[0], repeats=1, image_size=64, n_train=8)
+SMOKE_MODEL = ["--preset", "quick", "--device", "cpu", "--image-size", "64", "--steps", "5"]
 
 
 def run_cli(data: Path, engine: list[str], model: list[str], seeds: list[int], env: dict | None = None) -> dict:
     """One ``simplenet-edu benchmark`` in a fresh process and a fresh output folder: wall seconds and
     the mean of the jobs' own wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "simplenet_edu", "--quiet", "benchmark", "--data", str(data),
-                   "--output", tmp, "--seeds", *map(str, seeds), *engine, *model]
+        argv = cli("benchmark", "--data", str(data), "--output", tmp, "--seeds", *map(str, seeds), *engine, *model)
         start = time.perf_counter()
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        done = subprocess.run(argv, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         if done.returncode != 0:
-            sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         table = json.loads((Path(tmp) / "table.json").read_text())
     return {"wall_seconds": wall, "job_seconds_mean": table["mean"]["wall_seconds_mean"],
             "image_auroc_mean": table["mean"]["image_auroc_mean"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "benchmark" / "engines")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "benchmark" / "engines")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=128, help="of the demo images")
     parser.add_argument("--n-train", type=int, default=20, help="training images per category")
     parser.add_argument("--no-ray", action="store_true", help="local engines only")
     parser.add_argument("--output", type=Path, help="JSON file for the figures")
-    args, model = parser.parse_known_args()
-    model = [a for a in model if a != "--"] or ["--preset", "quick", "--device", "cpu"]
+    parser.add_argument("--smoke", action="store_true",
+                        help="one seed, one repeat, 64 px, 8 training images, 5 steps: checks that the script runs")
+    argv = sys.argv[1:] if argv is None else argv
+    args, model = parser.parse_known_args(argv)
+    model = [a for a in model if a != "--"]
+    if args.smoke:
+        vars(args).update(SMOKE)
+        args.data_dir = args.data_dir.with_name(args.data_dir.name + "-smoke")
+        model = model or SMOKE_MODEL
+    model = model or ["--preset", "quick", "--device", "cpu"]
 
     for category in DEMO_CATEGORIES:
         make_demo_dataset(args.data_dir, category, image_size=args.image_size, n_train=args.n_train,
@@ -132,11 +142,9 @@ def main() -> None:
                   f"{ray_start:.1f} s)"]
     print("\n".join(lines))
     if args.output:
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(json.dumps({"cores": cores, "seeds": args.seeds, "image_size": args.image_size,
-                                   "n_train": args.n_train, "model_options": model, "runs": runs,
-                                   "median_wall_seconds": median, **figures}, indent=2) + "\n")
-        os.replace(tmp, args.output)
+        write_json(args.output, {"command": command("engines", argv), "cores": cores, "seeds": args.seeds,
+                                 "image_size": args.image_size, "n_train": args.n_train, "model_options": model,
+                                 "runs": runs, "median_wall_seconds": median, **figures})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """GPU checks of simplenet-edu: the paper preset's speed, bfloat16 against float32, CPU against GPU.
 
-    python benchmarks/gpu_check.py [--device cuda] [--output-dir DIR]     # on a GPU machine
-    python benchmarks/gpu_check.py --device cpu --smoke                    # end to end on a CPU, tiny
+    python -m benchmarks.gpu_check [--device cuda] [--output-dir DIR]     # on a GPU machine
+    python -m benchmarks.gpu_check --device cpu --smoke                    # end to end on a CPU, tiny
 
 Usually started by ``benchmarks/gpu_check.sh``, which installs what is missing first. Three checks:
 
@@ -39,6 +39,7 @@ from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
 from simplenet_edu.evaluation.evaluator import evaluate
 from simplenet_edu.evaluation.metrics import image_auroc
+from simplenet_edu.utils.atomic import write_text
 
 PAPER_FPS = 77.0            # Liu et al. 2023, RTX 3080 Ti
 BF16_AUROC_TOLERANCE = 0.005
@@ -214,12 +215,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
@@ -247,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds_total"] = time.perf_counter() - start
 
     report = markdown(results)
-    write_atomically(args.output_dir / "gpu_check.json", json.dumps(results, indent=2) + "\n")
-    write_atomically(args.output_dir / "gpu_check.md", report + "\n")
+    write_text(args.output_dir / "gpu_check.json", json.dumps(results, indent=2) + "\n")
+    write_text(args.output_dir / "gpu_check.md", report + "\n")
     print(report)
     print(f"\n{results['seconds_total']:.0f} s; written to {args.output_dir}/gpu_check.{{json,md}}")
     return 0 if all(results["checks"].values()) or args.smoke else 1

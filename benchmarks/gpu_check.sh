@@ -2,7 +2,8 @@
 # GPU checks of simplenet-edu, in one short run (a few minutes on one GPU): paper-preset predict
 # speed in float32 and bfloat16, their AUROCs on the same images, and the Lite0 default trained on the
 # CPU and on the GPU with the same seed. The measuring is done by benchmarks/gpu_check.py (read it for
-# what is measured); this script only makes sure it can run on a fresh machine without internet.
+# what is measured; run here as python -m benchmarks.gpu_check from the repository root); this script
+# only makes sure it can run on a fresh machine without internet.
 #
 #   bash benchmarks/gpu_check.sh                      # results in $OUT, else ./gpu_results
 #   bash benchmarks/gpu_check.sh --device cpu --smoke # the same, tiny, on a CPU (checks the script)
@@ -48,7 +49,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import simplenet_edu, torch; print('simplenet_edu', simplenet_edu.__file__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG" >&2
 
 # A hard limit, so that a hung kernel still leaves the partial log in $OUT.
-timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/gpu_check.py --output-dir "$OUT_DIR" "$@" 2> >(tee -a "$LOG" >&2)
+timeout "${GPU_CHECK_TIMEOUT:-480}" $PY -m benchmarks.gpu_check --output-dir "$OUT_DIR" "$@" 2> >(tee -a "$LOG" >&2)
 status=$?
-say "gpu_check.py exited with status $status"
+say "benchmarks.gpu_check exited with status $status"
 exit $status

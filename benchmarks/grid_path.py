@@ -1,9 +1,9 @@
 """Why the grid-batch variants of SimpleNet swing between seeds: the numbers.
 
 The variants that need whole feature grids (``generator=perlin``, ``generator=mixup``,
-``discriminator=conv``) train through ``model.GridBatches`` instead of shuffled patches. This script
-measures that path on one data set (default ``../shared/data/hazelnut_toy``), with the CPU default
-configuration, and prints Markdown tables:
+``discriminator=conv``) train through ``GridBatches`` instead of shuffled patches. This script
+measures that path on one data set (default: the development suite's ``hazelnut_toy``), with the CPU
+default configuration, and prints Markdown tables:
 
 1. **batch composition**: images per step, window side, cells per step, steps per pass, and how
    often each cell of the grid is visited in one pass (border against centre);
@@ -12,10 +12,11 @@ configuration, and prints Markdown tables:
 3. **BatchNorm**: the discriminator's running statistics after training against the statistics of
    the features it scores at test time (all cells of whole normal images);
 4. **quality over seeds**: image AUROC, pixel AUROC and AUPRO of each grid variant (and of the paper's
-   Gaussian noise sent through the same grid path), per seed, with the batching of ``model.py``
-   (``current``) and with the alternatives compared (``--batchings``).
+   Gaussian noise sent through the same grid path), per seed, with the library's batching
+   (``current``) and with the alternatives compared (``--batchings``); mean ± sample std.
 
-    python benchmarks/grid_path.py [--data DIR] [--seeds 0 1 2] [--output results/grid_path]
+    python -m benchmarks.grid_path [--data DIR] [--seeds 0 1 2] [--output results/grid_path]
+    python -m benchmarks.grid_path --render results/archive/grid_path_hazelnut.json    # no training
 
 ``--smoke`` runs everything tiny (64 px, 20 steps) to check the script. Timings are not reported:
 the question is quality and its spread, not speed.
@@ -33,17 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import suite  # noqa: E402
+import simplenet_edu.simplenet.model as model_module
+from benchmarks.common import ROOT, SUITE_DIR, cell, command, made_by, seeds_note, spread, write_md_json
 from simplenet_edu import data as data_lib
-from simplenet_edu.evaluation.evaluator import metrics
-from simplenet_edu.simplenet import model as model_lib
-from simplenet_edu.simplenet.model import SimpleNet
+from simplenet_edu.evaluation import metrics
+from simplenet_edu.simplenet.anomaly_generator import PerlinNoise
+from simplenet_edu.simplenet.batches import GridBatches
 from simplenet_edu.simplenet.config import SimpleNetConfig
-from simplenet_edu.simplenet.anomaly_generator import PerlinNoise  # noqa: E402
+from simplenet_edu.simplenet.model import SimpleNet
 
 VARIANTS = {
     "gaussian, grid path": dict(generator="gaussian"),   # the paper's noise and MLP, fed grid batches
@@ -53,12 +51,12 @@ VARIANTS = {
 }
 
 
-class CurrentBatches(model_lib.GridBatches):
-    """``model.GridBatches`` as it is in the tree (whatever that is when the script runs)."""
+class CurrentBatches(GridBatches):
+    """The library's ``GridBatches``, as it is in the tree when the script runs."""
 
 
 class SharedWindowBatches:
-    """The batching this investigation started from (model.py before the fix): ``k = max(2, batch //
+    """The batching compared against the library's: ``k = max(2, batch //
     (h*w))`` images, one random ``c x c`` window shared by all of them, ``c = isqrt(batch / k)``."""
 
     def __init__(self, bank, grid, batch_size, generator):
@@ -181,19 +179,9 @@ def batchnorm_gap(model: SimpleNet, bank: torch.Tensor, grid) -> float | None:
     return float(((norm.running_mean - mean).abs() / std).mean())
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hazelnut_toy"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batchings", nargs="+", default=["shared-window", "current"], choices=list(BATCHINGS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--output", help="writes OUTPUT.md and OUTPUT.json")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
-    parser.add_argument("--steps", type=int, help="optimiser steps of every run (default: the CPU default's)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
+def measure(args, recorded: str) -> dict:
+    """Everything the tables show, as a JSON-ready dict (``command``, ``data``, ``config``, ``grid``,
+    ``composition``, ``perlin``, ``rows``: one per batching, variant and seed)."""
     base = dict(device="cpu")
     if args.smoke:
         base.update(image_size=64, steps=20, pretrain_embed_dim=64, target_embed_dim=64, dsc_hidden=64)
@@ -204,8 +192,8 @@ def main(argv=None) -> int:
     if not (root / "train" / "good").is_dir():
         root = data_lib.make_demo_dataset(ROOT / "data" / "grid-path-demo", "brick", image_size=64 if args.smoke else 256)
     shared = SimpleNet(config)
-    backbone = shared.extractor.backbone
-    images = shared._training_images(root)
+    backbone = shared.backbone
+    images = shared.training_images(root)
     test = data_lib.MVTecDataset(root, split="test", image_size=config.image_size, crop_size=config.crop_size)
     stacked = data_lib.stack(test, progress=False)
     labels = stacked["labels"].numpy()
@@ -213,45 +201,33 @@ def main(argv=None) -> int:
     grid = shared.grid()
     bank_all = shared.extract(images).cpu()
     test_bank = shared.extract(stacked["images"]).cpu()
-    out = {"data": str(root), "config": config.to_dict(), "grid": list(grid), "n_train_images": len(images)}
+    out = {"command": recorded, "data": str(root), "config": config.to_dict(), "grid": list(grid),
+           "n_train_images": len(images)}
 
-    lines = [f"# The grid training path on {root.name}", "",
-             f"Made by `python benchmarks/grid_path.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
-             f"CPU default configuration ({config.backbone}, {config.image_size} px, grid {grid[0]} x {grid[1]}, "
-             f"batch_size {config.batch_size} patches, {config.steps} steps).", ""]
-    n_train = len(images) - max(1, round(config.holdout_fraction * len(images)))
-    comp = {name: composition(cls, n_train, grid, config.batch_size) for name, cls in BATCHINGS.items()
-            if name in args.batchings}
-    out["composition"] = comp
-    lines += ["## 1. Batch composition (one pass)", "", "| | " + " | ".join(comp) + " |", "|---|" + "---|" * len(comp)]
-    for key in next(iter(comp.values())):
-        lines.append(f"| {key} | " + " | ".join(f"{c[key]:.2f}" if isinstance(c[key], float) else str(c[key])
-                                                for c in comp.values()) + " |")
+    n_train = len(shared.split_holdout(len(images))[0])
+    out["composition"] = {name: composition(cls, n_train, grid, config.batch_size) for name, cls in BATCHINGS.items()
+                          if name in args.batchings}
+    draws = 50 if args.smoke else 400
     cov = {}
-    for name, c in comp.items():
+    for name, c in out["composition"].items():
         k, side = json.loads(c["batch shape [k, c, c]"])[:2]
-        cov[name] = perlin_coverage((k, side, side), config.perlin_threshold, 50 if args.smoke else 400)
-    cov[f"2 whole {grid[0]} x {grid[1]} grids"] = perlin_coverage((2, grid[0], grid[1]), config.perlin_threshold,
-                                                                 50 if args.smoke else 400)
+        cov[name] = perlin_coverage((k, side, side), config.perlin_threshold, draws)
+    cov[f"2 whole {grid[0]} x {grid[1]} grids"] = perlin_coverage((2, grid[0], grid[1]), config.perlin_threshold, draws)
     out["perlin"] = cov
-    lines += ["", f"## 2. Perlin masks (threshold {config.perlin_threshold}, emptied with probability 0.5)", "",
-              "| | " + " | ".join(cov) + " |", "|---|" + "---|" * len(cov)]
-    for key in next(iter(cov.values())):
-        lines.append(f"| {key} | " + " | ".join(f"{c[key]:.1f}" for c in cov.values()) + " |")
 
     rows = []
-    original = model_lib.GridBatches
+    original = model_module.GridBatches
     try:
         for batching in args.batchings:
-            model_lib.GridBatches = BATCHINGS[batching]
+            model_module.GridBatches = BATCHINGS[batching]     # the name SimpleNet's training loop reads
             for variant in args.variants:
                 for seed in args.seeds:
                     cfg = SimpleNetConfig(**{**base, **VARIANTS[variant], "seed": seed})
-                    train, holdout = data_lib.split_holdout(range(len(images)), cfg.holdout_fraction, seed)
                     model = SimpleNet(cfg, backbone=backbone)
+                    train, holdout = model.split_holdout(len(images))
                     if variant == "gaussian, grid path":
                         model.discriminator.needs_grid = True   # the MLP takes any [..., D]: force grids
-                    model.fit_features(bank_all[train], grid, bank_all[holdout], progress=False)
+                    model.fit_features(bank_all[train], grid, bank_all[holdout] if holdout else None, progress=False)
                     scores, amaps = model.score_features(test_bank, grid)
                     with torch.no_grad():
                         patch = model.feature_scores(test_bank[labels == 0], grid).cpu()      # [M, h, w]
@@ -270,34 +246,86 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
     finally:
-        model_lib.GridBatches = original
+        model_module.GridBatches = original
     out["rows"] = rows
+    return out
+
+
+def describe(config: dict) -> str:
+    """The run's configuration in one line (each row then changes its variant's part)."""
+    return (f"{config['backbone']}, {config['image_size']} px, batch_size {config['batch_size']} patches, "
+            f"{config['steps']} steps; adaptor {config['adaptor']}, loss {config['loss']}, noise "
+            f"{config['noise_std']} x feature std")
+
+
+def markdown(out: dict, rendered_by: str | None = None) -> str:
+    """The tables of :func:`measure`'s results (``rendered_by``: the command that rendered a saved run)."""
+    config, grid, rows = out["config"], out["grid"], out["rows"]
+    lines = [f"# The grid training path on {Path(out['data']).name}", "",
+             f"{made_by(out['command'])}. Configuration: {describe(config)}; grid {grid[0]} x {grid[1]}."
+             + (f" Tables rendered from the saved results by `{rendered_by}`." if rendered_by else ""), ""]
+    comp = out["composition"]
+    lines += ["## 1. Batch composition (one pass)", "", "| | " + " | ".join(comp) + " |", "|---|" + "---|" * len(comp)]
+    for key in next(iter(comp.values())):
+        lines.append(f"| {key} | " + " | ".join(f"{c[key]:.2f}" if isinstance(c[key], float) else str(c[key])
+                                                for c in comp.values()) + " |")
+    cov = out["perlin"]
+    lines += ["", f"## 2. Perlin masks (threshold {config['perlin_threshold']}, emptied with probability 0.5)", "",
+              "| | " + " | ".join(cov) + " |", "|---|" + "---|" * len(cov)]
+    for key in next(iter(cov.values())):
+        lines.append(f"| {key} | " + " | ".join(f"{c[key]:.1f}" for c in cov.values()) + " |")
+
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
     lines += ["", "## 3-4. BatchNorm gap and quality over seeds", "",
               "BN gap: mean over channels of |running mean - test-time mean| / test-time std at the "
               "discriminator's first BatchNorm (0 = the statistics it normalises with are those it meets).", "",
               "Max on border: share of normal test images whose highest-scoring patch lies in the outer "
               f"two rings of the grid ({100 * (1 - (grid[0] - 4) * (grid[1] - 4) / (grid[0] * grid[1])):.0f}% "
-              "of the cells).", "",
+              "of the cells).", "", seeds_note(seeds), "",
               "| batching | variant | image AUROC per seed | mean ± std | pixel AUROC | AUPRO | BN gap | max on border |",
               "|---|---|---|---|---|---|---|---|"]
-    for batching in args.batchings:
-        for variant in args.variants:
+    for batching in dict.fromkeys(r["batching"] for r in rows):
+        for variant in dict.fromkeys(r["variant"] for r in rows):
             sel = [r for r in rows if r["batching"] == batching and r["variant"] == variant]
+            if not sel:
+                continue
 
-            def mean_std(key):
-                values = [r[key] for r in sel if r[key] is not None]
-                if not values:
-                    return "n/a"
-                return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+            def stat(key):
+                value = spread([r[key] for r in sel])
+                return "n/a" if value is None else cell(value)
 
             per_seed = ", ".join(f"{r['image_auroc']:.3f}" for r in sel)
-            lines.append(f"| {batching} | {variant} | {per_seed} | {mean_std('image_auroc')} | "
-                         f"{mean_std('pixel_auroc')} | {mean_std('aupro')} | {mean_std('bn_gap')} | "
-                         f"{mean_std('max_on_border')} |")
-    text = "\n".join(lines) + "\n"
+            lines.append(f"| {batching} | {variant} | {per_seed} | {stat('image_auroc')} | {stat('pixel_auroc')} | "
+                         f"{stat('aupro')} | {stat('bn_gap')} | {stat('max_on_border')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(SUITE_DIR / "hazelnut_toy"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batchings", nargs="+", default=["shared-window", "current"], choices=list(BATCHINGS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--output", help="writes OUTPUT.md and OUTPUT.json")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--steps", type=int, help="optimiser steps of every run (default: the CPU default's)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-print the tables of a saved --output and rewrite its .md")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.render:
+        out = json.loads(args.render.read_text())
+        text = markdown(out, rendered_by=command("grid_path", argv))
+        print(text)
+        write_md_json(args.render, text, out)
+        return 0
+    torch.set_num_threads(args.threads)
+    out = measure(args, command("grid_path", argv))
+    text = markdown(out)
     print(text)
     if args.output:
-        suite.write_md_json(args.output, text, out)
+        write_md_json(args.output, text, out)
     return 0
 
 

@@ -1,6 +1,6 @@
 """ONNX Runtime against torch: inference time per image on the CPU, as a ratio, in one run.
 
-    python benchmarks/onnx_vs_torch.py [--quick | --smoke] [--output FILE.json]
+    python -m benchmarks.onnx_vs_torch [--quick | --smoke] [--output FILE.json]
 
 Trains a small model on the demo set (the default configuration's 256 px input, few steps: speed does
 not depend on how well the heads are trained), exports it (``simplenet_edu.deploy.export.export_onnx``), then
@@ -20,7 +20,7 @@ Why ratios, and why interleaved: benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import platform
 import statistics
@@ -32,25 +32,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import ROOT, command, interleaved_medians, write_json
 from simplenet_edu import SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
 from simplenet_edu.deploy.export import export_onnx
 from simplenet_edu.deploy.runtime import OnnxModel
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns (a, b, a, b, ...), after one warm-up call each."""
-    for function in functions.values():
-        function()
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 # Peak memory from /proc/self/status VmHWM: ru_maxrss would keep the parent's high-water mark from the fork.
@@ -68,7 +54,7 @@ print(code, seconds, int(hwm) / 1024, int('torch' in sys.modules))
 def cold_start(argv: list[str]) -> tuple[float, float, bool]:
     """Seconds and peak MB of ``simplenet-edu ARGV`` in a fresh interpreter, and whether it imported torch."""
     done = subprocess.run([sys.executable, "-c", COLD, "--quiet", *argv], capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
+                          cwd=ROOT, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     code, seconds, peak_mb, torch_loaded = done.stdout.split()[-4:]
@@ -83,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--smoke", action="store_true", help="tiny: checks that the script runs")
     parser.add_argument("--repeats", type=int, help="timings per side (default 15; --smoke 2)")
     parser.add_argument("--output", help="JSON file for the results")
-    parser.add_argument("--data-dir", default=str(REPO / "data" / "benchmark"), help="where the demo set is made")
+    parser.add_argument("--data-dir", default=str(ROOT / "data" / "benchmark"), help="where the demo set is made")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
     if args.smoke:
@@ -92,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         config, name, repeats, cold_repeats = SimpleNetConfig.quick(steps=50), "quick", 15, 3
     else:
         config, name, repeats, cold_repeats = SimpleNetConfig(steps=50), "default", 15, 3
-    config.device = "cpu"
+    config = dataclasses.replace(config, device="cpu")
     repeats = args.repeats or repeats
     side = config.image_size
     root = data_lib.make_demo_dataset(Path(args.data_dir) / f"onnx_{name}", "brick", image_size=side,
@@ -122,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed = interleaved_medians({
                     "torch": lambda: model.predict(images[:batch]),
                     "onnxruntime": lambda: onnx_model.predict(array[:batch]),
-                }, repeats)
+                }, repeats, warmup=True)
                 rows[f"threads_{n_threads}_batch_{batch}"] = {
                     "threads": n_threads, "batch": batch,
                     "ms_per_image_torch": 1000 * timed["torch"] / batch,
@@ -147,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         cold["onnx_over_torch_seconds"] = cold["onnx"]["seconds"] / cold["torch"]["seconds"]
 
     results = {
+        "command": command("onnx_vs_torch", argv),
         "setting": name, "config": config.to_dict(), "threads": threads, "repeats": repeats,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": __import__("onnxruntime").__version__, "cpus": os.cpu_count()},
@@ -168,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nexport: {export_seconds:.1f} s; onnxruntime - torch at most {report.max_score_difference:.2g} on "
           f"scores, {report.max_map_difference:.2g} on maps ({len(images)} images)")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(Path(args.output), results)
         print(f"results written to {args.output}")
     return 0
 

@@ -1,6 +1,6 @@
 """How fast is simplenet-edu on a CPU, and where does the time and memory go?
 
-    python benchmarks/run.py [--output FILE.json] [--quick | --smoke]
+    python -m benchmarks.run [--output FILE.json] [--quick | --smoke]
 
 One command, a few minutes on two cores. Every speed figure is a *ratio* of two timings taken back to
 back in the same process, so that it means something on a machine shared with other jobs; absolute
@@ -20,7 +20,7 @@ Then ``scaling`` (fit time and memory for 25 to 200 training images) and ``cache
 feature cache's size per image for each preset, from the shapes).
 
 Memory is read with ``getrusage(RUSAGE_SELF).ru_maxrss``, the high-water mark of one process, so each
-measurement runs in its own fresh subprocess: this same file, called with ``--worker SPEC.json``.
+measurement runs in its own fresh subprocess: this same module, called with ``--worker SPEC.json``.
 """
 
 from __future__ import annotations
@@ -32,34 +32,32 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.common import ROOT, SUITE_DIR, interleaved_medians, seconds, write_json
 from simplenet_edu import SimpleNet, SimpleNetConfig
 from simplenet_edu import data as data_lib
-from simplenet_edu.stages.backbones import backbone_info
 from simplenet_edu.evaluation.evaluator import evaluate
-from simplenet_edu.simplenet.model import make_optimizers, train_step
-from simplenet_edu.simplenet.variants import make_loss
 from simplenet_edu.simplenet.anomaly_generator import GaussianNoise
+from simplenet_edu.simplenet.training import make_optimizers, train_step
+from simplenet_edu.simplenet.variants import make_loss
+from simplenet_edu.stages.backbones import backbone_info
 
-REPO = Path(__file__).resolve().parents[1]
-HAZELNUT = REPO.parent / "shared" / "data" / "hazelnut_toy"  # override with $SIMPLENET_EDU_HAZELNUT
+HAZELNUT = SUITE_DIR / "hazelnut_toy"  # override with $SIMPLENET_EDU_HAZELNUT
 
 IMAGES_PER_BATCH = 8   # the official code trains on 8 images per step; predict's default batch, too
 MB = 1e6               # decimal megabytes, so that 36 x 36 x 1536 x 4 bytes reads 7.96 MB
 CACHE_BUDGET_BYTES = 8e9
 
-TARGETS = {  # the issue's targets; they are stated for the default configuration
+TARGETS = {  # the project's speed targets; they are stated for the default configuration
     "predict_vs_backbone_ratio": ("<=", 1.2),
     "head_flops_fraction_of_matmul": (">=", 0.5),
     "train_and_evaluate_seconds": ("<=", 60.0),  # on hazelnut_toy only
@@ -102,22 +100,6 @@ SETTINGS = {
 # --------------------------------------------------------------------------------------------------
 
 
-def seconds(function: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
-def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns (a, b, a, b, ...): a burst of load from another
-    process then slows both alike instead of biasing their ratio."""
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            times[name].append(seconds(function))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
@@ -137,7 +119,7 @@ def cache_mb_per_image(config: SimpleNetConfig, dtype: str | None = None) -> flo
 
 
 def optimizers_like_fit(model: SimpleNet) -> list[torch.optim.Optimizer]:
-    """The optimisers ``SimpleNet._train`` builds (none for a part without parameters)."""
+    """The optimisers ``SimpleNet.fit`` trains with (none for a part without parameters)."""
     return make_optimizers(model.config, model.adaptor, model.discriminator)
 
 
@@ -349,8 +331,8 @@ def run_worker(kind: str, spec: dict, scratch: Path) -> dict:
     result_path = spec_path.with_suffix(".result.json")
     spec_path.write_text(json.dumps({**spec, "kind": kind, "result": str(result_path)}))
     # The worker's own output (warnings, errors) goes to our stderr: stdout is kept for the table.
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)],
-                   check=True, stdout=sys.stderr)
+    subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", str(spec_path)],
+                   check=True, stdout=sys.stderr, cwd=ROOT)
     return json.loads(result_path.read_text())
 
 
@@ -433,16 +415,6 @@ def machine() -> dict:
         "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
     }
-
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def log(message: str) -> None:
@@ -533,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="SimpleNetConfig.quick() and fewer scaling rows")
     parser.add_argument("--smoke", action="store_true",
                         help="smaller still (64 px, 8 images, demo set only): checks that the script runs")
-    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "benchmark",
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "benchmark",
                         help="where the synthetic data sets are written (reused across runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the data and the shuffles")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one measurement in this process
@@ -543,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setting = SETTINGS["smoke" if args.smoke else "quick" if args.quick else "full"]
     config = dataclasses.replace(setting.config, seed=args.seed, device="cpu")
-    output = args.output or REPO / "data" / "benchmark" / f"results-{setting.name}.json"
+    output = args.output or ROOT / "data" / "benchmark" / f"results-{setting.name}.json"
     start = time.perf_counter()
 
     results = {"setting": setting.name, "config": config.to_dict(), "machine": machine(), "datasets": {}}
@@ -562,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = targets(results)
     results["seconds_total"] = time.perf_counter() - start
 
-    write_json_atomically(output, results)
+    write_json(output, results)
     print(markdown(results))
     print(f"\n{results['seconds_total']:.0f} s in all; JSON written to {output}", flush=True)
     return 0

@@ -1,11 +1,12 @@
-"""Two runs of ``benchmarks/suite.py`` side by side: per set, each model's mean ± std over the seeds.
+"""Two runs of ``benchmarks.suite`` side by side: per set, each model's mean ± std over the seeds.
 
-    python benchmarks/suite_compare.py results/suite_supersimplenet.json OTHER.json \
+    python -m benchmarks.suite_compare results/suite_supersimplenet.json results/suite_default.json \
         --names SuperSimpleNet SimpleNet [--output results/suite_supersimplenet_vs_simplenet]
 
-Prints a Markdown table (image AUROC, pixel AUROC, AUPRO, the spread of image AUROC over seeds, the
-seconds of feature extraction + training and the wall seconds per run, and their ratio), the mean row
-last, and writes OUTPUT.md and OUTPUT.json (both runs' summaries and per-seed results).
+Reads the two runs' saved per-seed results (no training) and prints a Markdown table (image AUROC,
+pixel AUROC, AUPRO, the seconds of feature extraction + training and the wall seconds per run, each as
+mean ± sample std, and the ratio of the two models' times), the mean rows last; writes OUTPUT.md and
+OUTPUT.json (both runs' summaries and per-seed results).
 """
 
 from __future__ import annotations
@@ -16,34 +17,28 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import suite  # noqa: E402
+from benchmarks.common import cell, command, seeds_note, spread, write_md_json
 
 
 def per_set(run: dict) -> dict[str, dict]:
-    """``{set: {metric: (mean, std)}}`` from a suite JSON's per-seed results."""
+    """``{set: {metric: (mean, sample std)}}`` from a suite JSON's per-seed results (``None`` where a
+    set has no such metric)."""
     table = {}
     for name, rows in run["runs"].items():
-        entry = {}
-        for key in ("image_auroc", "pixel_auroc", "aupro", "wall_seconds"):
-            values = [r[key] for r in rows if r.get(key) is not None]
-            entry[key] = (statistics.mean(values), statistics.pstdev(values)) if values else None
-        fit = [r["seconds_features"] + r["seconds_train"] for r in rows]
-        entry["fit_seconds"] = (statistics.mean(fit), statistics.pstdev(fit))
+        entry = {key: spread([r.get(key) for r in rows])
+                 for key in ("image_auroc", "pixel_auroc", "aupro", "wall_seconds")}
+        entry["fit_seconds"] = spread([r["seconds_features"] + r["seconds_train"] for r in rows])
         table[name] = entry
     return table
 
 
-def cell(value, digits=3) -> str:
-    return "-" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
-
-
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", type=Path)
     parser.add_argument("second", type=Path)
     parser.add_argument("--names", nargs=2, default=["first", "second"])
     parser.add_argument("--output", type=Path, help="writes OUTPUT.md and OUTPUT.json")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     runs = [json.loads(path.read_text()) for path in (args.first, args.second)]
     tables = [per_set(run) for run in runs]
@@ -69,14 +64,15 @@ def main(argv=None) -> int:
         m = {key: statistics.mean(values) for key, values in means[label].items()}
         lines.append(f"| **mean** | **{label}** | **{m['image_auroc']:.3f}** | **{m.get('pixel_auroc', float('nan')):.3f}** | "
                      f"**{m.get('aupro', float('nan')):.3f}** | **{m['fit_seconds']:.1f}** | **{m['wall_seconds']:.1f}** |")
-    command = "python benchmarks/suite_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join([f"Made by `{command}` from `{args.first}` ({runs[0]['command']}) and `{args.second}` "
-                      f"({runs[1]['command']}). Mean ± std over seeds {runs[0]['seeds']}; pixel metrics only "
-                      "where the set has masks; the mean rows average the per-set means.", "", *lines]) + "\n"
+    recorded = command("suite_compare", argv)
+    text = "\n".join([
+        f"Made by `{recorded}` from the saved runs `{args.first}` (`{runs[0]['command'].strip()}`) and "
+        f"`{args.second}` (`{runs[1]['command'].strip()}`). {seeds_note(runs[0]['seeds'])} Pixel metrics only "
+        "where the set has masks; the mean rows average the per-set means.", "", *lines]) + "\n"
     print(text)
     if args.output:
-        suite.write_md_json(args.output, text,
-                            {"command": command, "names": args.names, "runs": dict(zip(args.names, runs))})
+        write_md_json(args.output, text,
+                      {"command": recorded, "names": args.names, "runs": dict(zip(args.names, runs))})
     return 0
 
 

@@ -14,7 +14,7 @@ suite (its training images less the 10% held out), the training time of: SimpleN
 SuperSimpleNet default, the paper's schedule (300 epochs of ``ceil(N / 32)`` steps) on cached features,
 and the same schedule recomputing the backbone on every step as anomalib does.
 
-    python benchmarks/supersimplenet_budget.py [--threads 1] [--repeats 5] [--output results/supersimplenet_budget]
+    python -m benchmarks.supersimplenet_budget [--threads 1] [--repeats 5] [--output results/supersimplenet_budget]
 
 The machine is shared: read the ratios, not the seconds.
 """
@@ -23,42 +23,37 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import suite  # noqa: E402
-from simplenet_edu.simplenet import model as simplenet_lib  # noqa: E402
-from simplenet_edu.supersimplenet import model as ssn_lib  # noqa: E402
-from simplenet_edu.data import list_images  # noqa: E402
-from simplenet_edu.supersimplenet.loss import SuperSimpleNetLoss  # noqa: E402
-from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator  # noqa: E402
-
-SUITE = ROOT.parent / "shared" / "data"
+from benchmarks.common import SUITE_DIR, command, interleaved_medians, made_by, write_md_json
+from simplenet_edu.data import list_images
+from simplenet_edu.simplenet import variants
+from simplenet_edu.simplenet.config import SimpleNetConfig
+from simplenet_edu.simplenet.model import SimpleNet
+from simplenet_edu.simplenet.training import make_optimizers, train_step
+from simplenet_edu.supersimplenet import training as ssn_training
+from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator
+from simplenet_edu.supersimplenet.config import SuperSimpleNetConfig
+from simplenet_edu.supersimplenet.loss import SuperSimpleNetLoss
+from simplenet_edu.supersimplenet.model import SuperSimpleNet
 
 
 def simplenet_step(config):
     """A closure running one SimpleNet training step on random cached features."""
-    model = simplenet_lib.SimpleNet(config)
-    model.generator = simplenet_lib.variants.make_generator(config, 1.0)
-    optimizers = simplenet_lib.make_optimizers(config, model.adaptor, model.discriminator)
-    loss = simplenet_lib.variants.make_loss(config)
+    model = SimpleNet(config)
+    model.generator = variants.make_generator(config, 1.0)
+    optimizers = make_optimizers(config, model.adaptor, model.discriminator)
+    loss = variants.make_loss(config)
     batch = torch.randn(config.batch_size, config.target_embed_dim)
     model.train()
-    return lambda: simplenet_lib.train_step(model.adaptor, model.generator, model.discriminator, optimizers,
-                                            batch, loss)
+    return lambda: train_step(model.adaptor, model.generator, model.discriminator, optimizers, batch, loss)
 
 
 def ssn_step(config, images: int):
     """A closure running one SuperSimpleNet training step on ``images`` cached images (doubled inside)."""
-    model = ssn_lib.SuperSimpleNet(config)
+    model = SuperSimpleNet(config)
     side = config.image_size
     maps = [m.detach() for m in model.backbone(torch.rand(images, 3, side, side))]
     generator = PerlinAnomalyGenerator(1.0, config.perlin_threshold, config.zero_prob)
@@ -67,12 +62,13 @@ def ssn_step(config, images: int):
     grid = model.grid()
     cells, labels = torch.zeros(images, *grid), torch.zeros(images)
     model.train()
-    return lambda: ssn_lib.train_step(model.adaptor, generator, model.head, loss, optimizer, model.features(maps),
-                                      cells, labels)
+    return lambda: ssn_training.train_step(model.adaptor, generator, model.head, loss, optimizer,
+                                           model.features(maps), cells, labels)
 
 
 def backbone_pass(config, images: int = 2):
-    model = ssn_lib.SuperSimpleNet(config)
+    """A closure running the backbone alone on ``images`` random images."""
+    model = SuperSimpleNet(config)
     x = torch.rand(images, 3, config.image_size, config.image_size)
 
     def run():
@@ -82,8 +78,10 @@ def backbone_pass(config, images: int = 2):
 
 
 def suite_sizes() -> dict[str, int]:
+    """Training images per set of the development suite, less the 10% held out (two made-up sizes
+    where the suite is absent)."""
     sizes = {}
-    for folder in sorted(SUITE.iterdir()) if SUITE.is_dir() else []:
+    for folder in sorted(SUITE_DIR.iterdir()) if SUITE_DIR.is_dir() else []:
         good = folder / "train" / "good"
         if good.is_dir():
             n = len(list_images(good))
@@ -91,24 +89,25 @@ def suite_sizes() -> dict[str, int]:
     return sizes or {"(25 images)": 25, "(270 images)": 270}
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", help="writes OUTPUT.md and OUTPUT.json")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    simple_cfg = simplenet_lib.SimpleNetConfig(device="cpu")
-    ssn_cfg = ssn_lib.SuperSimpleNetConfig(device="cpu")
-    paper_cfg = ssn_lib.SuperSimpleNetConfig.paper(device="cpu", pretrained=False)
+    simple_cfg = SimpleNetConfig(device="cpu")
+    ssn_cfg = SuperSimpleNetConfig(device="cpu")
+    paper_cfg = SuperSimpleNetConfig.paper(device="cpu", pretrained=False)
     paper_images = 2
     if args.smoke:
-        simple_cfg = simplenet_lib.SimpleNetConfig(device="cpu", image_size=64, batch_size=64)
-        ssn_cfg = ssn_lib.SuperSimpleNetConfig.quick(device="cpu", image_size=64)
-        paper_cfg = ssn_lib.SuperSimpleNetConfig.paper(device="cpu", pretrained=False, image_size=64,
-                                                       seg_hidden=64, cls_channels=8)
+        simple_cfg = SimpleNetConfig(device="cpu", image_size=64, batch_size=64)
+        ssn_cfg = SuperSimpleNetConfig.quick(device="cpu", image_size=64)
+        paper_cfg = SuperSimpleNetConfig.paper(device="cpu", pretrained=False, image_size=64, seg_hidden=64,
+                                               cls_channels=8)
         paper_images = 1
     runs = {
         "simplenet_step": simplenet_step(simple_cfg),
@@ -117,15 +116,7 @@ def main(argv=None) -> int:
         "lite0_backbone_2_images": backbone_pass(ssn_cfg),
         "wrn50_backbone_2_images": backbone_pass(paper_cfg),
     }
-    times = {name: [] for name in runs}
-    for name, run in runs.items():     # warm-up: the optimisers' state, the allocator
-        run()
-    for _ in range(args.repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(values) for name, values in times.items()}
+    median = interleaved_medians(runs, args.repeats, warmup=True)
     paper_per_image = median["ssn_paper_step_2_images"] / paper_images
     wrn_per_image = median["wrn50_backbone_2_images"] / 2
 
@@ -142,12 +133,12 @@ def main(argv=None) -> int:
                      "ssn_over_simplenet": ssn_s / simple_s, "paper_cached_h": paper_cached / 3600,
                      "paper_recompute_h": paper_recompute / 3600,
                      "paper_epochs_in_ssn_default_time": ssn_s / (n * paper_per_image)})
-    out = {"threads": args.threads, "repeats": args.repeats, "median_seconds": median,
+    recorded = command("supersimplenet_budget", argv)
+    out = {"command": recorded, "threads": args.threads, "repeats": args.repeats, "median_seconds": median,
            "simplenet_config": simple_cfg.to_dict(), "ssn_config": ssn_cfg.to_dict(), "paper_config": paper_cfg.to_dict(),
            "rows": rows}
     lines = ["# SuperSimpleNet's training budget on this CPU", "",
-             f"Made by `python benchmarks/supersimplenet_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-             f"({args.threads} torch thread(s), medians of {args.repeats} interleaved repeats; a shared machine: "
+             f"{made_by(recorded)} ({args.threads} torch thread(s), medians of {args.repeats} interleaved repeats; a shared machine: "
              "read the ratios).", "",
              "| one step of | seconds |", "|---|---|",
              f"| SimpleNet default ({simple_cfg.batch_size} patches) | {median['simplenet_step']:.3f} |",
@@ -166,7 +157,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        suite.write_md_json(args.output, text, out)
+        write_md_json(args.output, text, out)
     return 0
 
 

@@ -5,7 +5,7 @@ each anomalous image, masks under the blobs), then sweeps each slider and times 
 observers run synchronously, so a step's time is everything the kernel does for it (numbers, figure
 update, drawing and encoding). What the browser then does with the new image is not included.
 
-    /work/venv/bin/python benchmarks/widget_redraw.py [--images 100] [--size 256] [--steps 60] [--seed 0]
+    python -m benchmarks.widget_redraw [--images 100] [--size 256] [--steps 60] [--seed 0]
 
 The goal is well under a second per step for 100 images of 256 px.
 """
@@ -62,13 +62,13 @@ def time_steps(slider, n_steps: int) -> np.ndarray:
     return np.array(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     result = synthetic_result(args.images, args.size, args.seed)
     start = time.perf_counter()
