@@ -11,8 +11,8 @@ from simplenet_edu import InputError, SimpleNet, SimpleNetConfig
 from simplenet_edu.data import make_demo_dataset
 from simplenet_edu.supersimplenet.loss import SuperSimpleNetLoss, focal_loss, signed_truncated_l1
 from simplenet_edu.core.registry import checkpoint_kind, load_model
-from simplenet_edu.stages.perlin import perlin_noise
-from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator, perlin_masks, perlin_scales
+from simplenet_edu.stages.perlin import perlin_masks, perlin_noise, perlin_scales
+from simplenet_edu.supersimplenet.anomaly_generator import PerlinAnomalyGenerator
 from simplenet_edu.supersimplenet.heads import ClassificationHead, SegmentationDetectionModule
 from simplenet_edu.supersimplenet.features import downsample_masks, upscaled_features
 from simplenet_edu.supersimplenet.model import SuperSimpleNet
@@ -55,6 +55,25 @@ def test_perlin_mask_is_the_noise_above_the_threshold():
         expected = perlin_noise(16, 16, (2 ** ky, 2 ** kx), twin) > 0.2
         torch.rand((), generator=twin)  # the zeroing draw
         assert torch.equal(mask, expected)
+
+
+# SuperSimpleNet's masks for these seeds, as its generator drew them when its figures were made: the
+# random stream (lattice, noise, emptying draw per image) must not change under it.
+RECORDED_SUMS = {(8, 16, 16, 7, 0.2, 0.5): [73, 0, 0, 91, 0, 0, 30, 83],
+                 (6, 12, 20, 3, 0.0, 0.3): [0, 0, 0, 127, 125, 0],
+                 (5, 12, 20, 3, 0.2, 0.0): [77, 60, 70, 82, 58]}
+RECORDED_MASK = ["0000000011111110", "0000000000000111", "0000000000000000", "1111111111111100",
+                 "0000000000000000", "0000000000000000", "1111110000000000", "1111000000000000",
+                 "0000000000000000", "0001111111111111", "0001111111111000", "0000000000001111",
+                 "0000000000000000", "0111111111110000", "0001111111111110", "0000111111000001"]
+
+
+def test_perlin_masks_keep_supersimplenets_random_stream():
+    for (batch, h, w, seed, threshold, zero_prob), sums in RECORDED_SUMS.items():
+        masks = perlin_masks(batch, h, w, threshold, zero_prob, torch.Generator().manual_seed(seed))
+        assert masks.flatten(1).sum(1).tolist() == sums
+    masks = perlin_masks(8, 16, 16, 0.2, 0.5, torch.Generator().manual_seed(7))
+    assert ["".join(str(int(v)) for v in row) for row in masks[3].tolist()] == RECORDED_MASK
 
 
 def test_perlin_coverage_falls_with_the_threshold():

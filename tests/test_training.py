@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from simplenet_edu import SimpleNet, SimpleNetConfig
-from simplenet_edu.simplenet.model import PatchBatches, endless, make_schedule, training_steps
+from simplenet_edu import SimpleNet, SimpleNetConfig, SuperSimpleNetConfig
+from simplenet_edu.core.fitted import StepLog, training_steps
+from simplenet_edu.simplenet.model import PatchBatches, endless, make_schedule
 from simplenet_edu.simplenet.validation import paint, painted_validation_set, validation_scores
 
 
@@ -28,6 +29,18 @@ def images():
 def test_budget_is_steps_unless_passes_are_asked_for():
     assert training_steps(SimpleNetConfig(steps=250), steps_per_pass=7) == 250
     assert training_steps(SimpleNetConfig(epochs=3), steps_per_pass=7) == 21
+    assert training_steps(SuperSimpleNetConfig(steps=None, epochs=4), steps_per_pass=5) == 20
+
+
+def test_the_log_of_a_run_has_about_twenty_rows_or_one_per_pass():
+    by_steps = StepLog.of_run(SimpleNetConfig(steps=100), steps_per_pass=7, progress=False)
+    assert (by_steps.total, by_steps.every) == (100, 5)
+    for step in range(1, 101):
+        by_steps.add(step, {"loss": float(step)})
+    rows = by_steps.close()
+    assert len(rows) == 20 and rows[0] == {"step": 5, "epoch": 5 / 7, "loss": 3.0}   # mean of steps 1..5
+    by_passes = StepLog.of_run(SimpleNetConfig(epochs=3), steps_per_pass=7, progress=False)
+    assert (by_passes.total, by_passes.every) == (21, 7)
 
 
 def test_patch_batches_count_and_endless_reshuffles():

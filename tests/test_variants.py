@@ -18,7 +18,7 @@ from simplenet_edu.simplenet.anomaly_generator import (
     MixupNoise,
     PerlinNoise,
 )
-from simplenet_edu.stages.perlin import perlin_noise
+from simplenet_edu.stages.perlin import perlin_masks, perlin_noise
 from simplenet_edu.simplenet.config import CHOICES
 from simplenet_edu.simplenet.variants import MaxScore, MeanScore, TopKMeanScore
 
@@ -119,6 +119,11 @@ def test_perlin_mask_is_binary_covers_a_sensible_share_and_is_sometimes_empty():
     assert 0.3 < empty.float().mean() < 0.7                   # zeroed with probability 0.5
     share = covered[~empty].mean()
     assert 0.1 < share < 0.5                                   # threshold 0.2: blobs, not all or nothing
+
+
+def test_simplenets_perlin_variant_draws_supersimplenets_masks():
+    perlin = PerlinNoise(sigma=1.0, threshold=0.3, zero_prob=0.4)
+    assert torch.equal(perlin.mask(12, 16, 8, seeded(5)), perlin_masks(12, 16, 8, 0.3, 0.4, seeded(5)))
 
 
 def test_perlin_generator_leaves_features_outside_the_mask_unchanged():

@@ -163,12 +163,12 @@ def test_a_normal_threshold_next_to_a_score_stays_exact():
 
 
 def test_threshold_labels_are_short_and_distinct():
-    from simplenet_edu.course.widgets import _threshold_labels
+    from simplenet_edu.course.explorer_parts import threshold_labels
 
-    assert _threshold_labels([0.1, 0.8615, 2.0]) == ["0.1", "0.8615", "2"]
+    assert threshold_labels([0.1, 0.8615, 2.0]) == ["0.1", "0.8615", "2"]
     # Neighbours that read alike at 4 digits get more, and only they.
-    assert _threshold_labels([0.5, 0.86151, 0.86153, 0.9]) == ["0.5", "0.86151", "0.86153", "0.9"]
-    assert _threshold_labels([0.3, 0.9, TOP]) == ["0.3", "0.9", "> 0.9"]
+    assert threshold_labels([0.5, 0.86151, 0.86153, 0.9]) == ["0.5", "0.86151", "0.86153", "0.9"]
+    assert threshold_labels([0.3, 0.9, TOP]) == ["0.3", "0.9", "> 0.9"]
 
 
 def test_without_a_normal_threshold_the_button_is_disabled_with_a_note():

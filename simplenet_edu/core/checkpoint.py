@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from ..utils.atomic import atomic_path
 from ..utils.errors import InputError
 
@@ -27,6 +25,8 @@ CHECKPOINT_VERSION = 1
 
 def write_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     """Write ``payload`` with the format's header, atomically (a temporary file, then a rename)."""
+    import torch  # here, not above: the registry reads model kinds through this module without torch
+
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, tmp)
     return Path(path)
@@ -34,6 +34,8 @@ def write_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checked payload of a simplenet-edu checkpoint, or a one-line :class:`InputError`."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found")

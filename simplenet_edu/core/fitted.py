@@ -15,12 +15,13 @@ once:
   an image score and a smoothed pixel map (:meth:`FittedModel.outputs`);
 - **one checkpoint format** (:meth:`FittedModel.save`, :meth:`FittedModel.load`; see
   :mod:`simplenet_edu.core.checkpoint`);
-- **the training history**: about twenty rows over a run, with a progress bar (:class:`StepLog`).
+- **the training run**: its length in steps or passes (:func:`training_steps`), and its history,
+  about twenty rows with a progress bar (:class:`StepLog`).
 
 A new model subclasses it and brings its own features, heads and training step: it sets ``kind``,
 ``config_class`` and ``parts`` (the trained modules a checkpoint stores), implements ``fit`` (ending
-with :meth:`calibrate`) and :meth:`batch_predictor`, and registers its kind in
-:mod:`simplenet_edu.core.registry`.
+with :meth:`calibrate`) and :meth:`batch_predictor`, and registers its kind with one line in
+:data:`simplenet_edu.core.registry.MODELS` (``ARCHITECTURE.md``: where a new model goes).
 """
 
 from __future__ import annotations
@@ -200,6 +201,12 @@ def in_batches(score: Callable[[slice], Outputs], n: int, batch_size: int = 8) -
     return torch.cat([s for s, _ in results]), torch.cat([m for _, m in results])
 
 
+def training_steps(config, steps_per_pass: int) -> int:
+    """A run's length in optimiser steps: ``config.steps``, or ``config.epochs`` whole passes of
+    ``steps_per_pass`` steps when the budget is given in passes (the papers' schedules)."""
+    return config.steps if config.epochs is None else config.epochs * steps_per_pass
+
+
 class StepLog:
     """The training history of a run of ``total`` steps, with its progress bar.
 
@@ -215,6 +222,13 @@ class StepLog:
         self.rows: list[dict] = []
         self._window: list[dict] = []
         self._bar = tqdm(total=total, desc="train steps", disable=not progress)
+
+    @classmethod
+    def of_run(cls, config, steps_per_pass: int, progress: bool = True) -> "StepLog":
+        """The log of the run ``config`` budgets (:func:`training_steps`): about twenty rows, or one
+        per pass when the budget is given in passes."""
+        every = steps_per_pass if config.epochs is not None else None
+        return cls(training_steps(config, steps_per_pass), steps_per_pass, every, progress)
 
     def add(self, step: int, values: dict, row: bool = False) -> dict | None:
         """Record step ``step`` (counted from 1); the new row when one is due, else ``None``. The

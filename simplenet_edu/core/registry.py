@@ -3,45 +3,48 @@
 ``simplenet`` is :class:`~simplenet_edu.simplenet.model.SimpleNet` (Liu et al., CVPR 2023),
 ``supersimplenet`` its successor :class:`~simplenet_edu.supersimplenet.model.SuperSimpleNet` (Rolih et
 al., ICPR 2024). Both write the checkpoints of :mod:`simplenet_edu.core.checkpoint`, whose ``"model"``
-key names the kind; :func:`load_model` picks the class from it. A new model is registered by adding
-its kind to :data:`MODEL_KINDS` and a branch to :func:`model_class`.
+key names the kind; :func:`load_model` picks the class from it. A new model is registered with one
+line in :data:`MODELS`.
+
+The core sits below the models (they import it), so it names them here instead of importing them:
+each is imported on first use. This module and the configuration classes load without torch, so
+the command line builds its options without it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from ..utils.errors import InputError
 from .checkpoint import checkpoint_kind as _kind_of
 from .checkpoint import read_checkpoint
 
-MODEL_KINDS = ("simplenet", "supersimplenet")
+# kind -> (its model class, its configuration class), each "module:name" inside simplenet_edu. The
+# configuration modules are torch-free.
+MODELS = {
+    "simplenet": ("simplenet.model:SimpleNet", "simplenet.config:SimpleNetConfig"),
+    "supersimplenet": ("supersimplenet.model:SuperSimpleNet", "supersimplenet.config:SuperSimpleNetConfig"),
+}
+MODEL_KINDS = tuple(MODELS)
+_PACKAGE = __name__.split(".")[0]
+
+
+def _import(kind: str, which: int):
+    if kind not in MODELS:
+        raise InputError("--model", f"unknown model {kind!r}; choose from {', '.join(MODEL_KINDS)}")
+    module, name = MODELS[kind][which].split(":")
+    return getattr(importlib.import_module(f"{_PACKAGE}.{module}"), name)
 
 
 def model_class(kind: str):
-    """The class for a model name (imported on first use: the command line builds its options without torch)."""
-    if kind == "simplenet":
-        from ..simplenet.model import SimpleNet
-
-        return SimpleNet
-    if kind == "supersimplenet":
-        from ..supersimplenet.model import SuperSimpleNet
-
-        return SuperSimpleNet
-    raise InputError("--model", f"unknown model {kind!r}; choose from {', '.join(MODEL_KINDS)}")
+    """The class for a model name."""
+    return _import(kind, 0)
 
 
 def config_class(kind: str):
     """The configuration class for a model name (torch-free)."""
-    if kind == "simplenet":
-        from ..simplenet.config import SimpleNetConfig
-
-        return SimpleNetConfig
-    if kind == "supersimplenet":
-        from ..supersimplenet.config import SuperSimpleNetConfig
-
-        return SuperSimpleNetConfig
-    raise InputError("--model", f"unknown model {kind!r}; choose from {', '.join(MODEL_KINDS)}")
+    return _import(kind, 1)
 
 
 def kind_of(config) -> str:

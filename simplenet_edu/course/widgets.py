@@ -27,133 +27,20 @@ and asserted on without a browser. Usage in a notebook::
 from __future__ import annotations
 
 import html
-import io
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..evaluation import metrics
 from ..utils.errors import InputError
+from .explorer_parts import at_least, checked_result, encode_figure, metric_html, selection_options, shown_images
 from .viz import plot_score_histograms
 
 ALL_DEFECTS = "all"
 PREDICTED_COLOUR = "red"
 TRUTH_COLOUR = "lime"
 _PIXEL_STEPS = 200  # the pixel slider's arrows move 1/200 of the map range: fine enough, few enough to sweep
-_DIGITS = 4  # significant digits of a threshold's label; more only where neighbours would read alike
 _DPI = 80
-
-
-# ----------------------------------------------------------------------------- checking the input
-
-
-def _checked_result(result):
-    """The result's arrays, checked: (scores [N] f64, labels [N] bool, defect_types [N] str,
-    maps [N, H, W], masks [N, H, W] bool or None, images [N, H, W, 3] or [N, H, W])."""
-    missing = [name for name in ("image_scores", "labels", "defect_types", "anomaly_maps", "images")
-               if not hasattr(result, name)]
-    if missing:
-        raise InputError("result", f"is not an EvaluationResult: it has no {', '.join(missing)}")
-    labels, scores = metrics._labels_and_scores(result.labels, result.image_scores)
-    if not labels.any() or labels.all():
-        raise InputError("result", "needs both normal and anomalous test images to choose a threshold")
-    n = len(scores)
-    defect_types = np.asarray([str(name) for name in result.defect_types])
-    maps = metrics._as_scores("result.anomaly_maps", result.anomaly_maps)
-    images = np.asarray(result.images)
-    if defect_types.shape != (n,):
-        raise InputError("result.defect_types", f"must name one defect type per image ({n}), got {len(defect_types)}")
-    if maps.ndim != 3 or len(maps) != n:
-        raise InputError("result.anomaly_maps", f"must be [N, H, W] with N = {n}, got {maps.shape}")
-    if images.shape[:3] != maps.shape or images.ndim not in (3, 4):
-        raise InputError("result.images", f"must be [N, H, W, 3] or [N, H, W] with [N, H, W] = {maps.shape}, "
-                                          f"got {images.shape}")
-    masks = getattr(result, "masks", None)
-    if masks is not None:
-        masks = metrics._as_binary("result.masks", masks)
-        if masks.shape != maps.shape:
-            raise InputError("result.masks", f"must have the shape of the anomaly maps {maps.shape}, got {masks.shape}")
-    return scores, labels, defect_types, maps, masks, images
-
-
-def _shown_images(groups: list[np.ndarray], n_shown: int) -> list[int]:
-    """Up to n_shown indices, taken in turn from each group (normal, then each defect), so all appear."""
-    shown, depth = [], 0
-    while len(shown) < n_shown and any(depth < len(group) for group in groups):
-        shown += [int(group[depth]) for group in groups if depth < len(group)]
-        depth += 1
-    return shown[:n_shown]
-
-
-def _encode(figure, image_format: str) -> bytes:
-    """The figure drawn and encoded; its Agg canvas is reused, so only the changed artists cost."""
-    from PIL import Image
-
-    figure.canvas.draw()
-    picture = Image.frombuffer("RGBA", figure.canvas.get_width_height(), figure.canvas.buffer_rgba())
-    buffer = io.BytesIO()
-    # Encoding dominates a redraw: JPEG for the photo grid (PNG is ~40x slower on textured images),
-    # fast-compressed PNG for the line-art histogram.
-    if image_format == "jpeg":
-        picture.convert("RGB").save(buffer, format="jpeg", quality=90)
-    else:
-        picture.save(buffer, format="png", compress_level=1)
-    return buffer.getvalue()
-
-
-def _metric(name: str, value) -> str:
-    """One number in the HTML, tagged so a browser test can find it: <b data-metric="tp">3</b>."""
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return f'<b data-metric="{name}">{text}</b>'
-
-
-# ----------------------------------------------------------------------------- exact thresholds
-#
-# The sliders are SelectionSliders over exact float thresholds. A FloatSlider would not do: the
-# browser rounds its value to a multiple of its step and sends the rounded value back to Python, so
-# a threshold snapped to 0.8615 would show, and apply, 0.8666.
-
-
-def _format(value: float, digits: int) -> str:
-    return f"{value:.{digits}g}"
-
-
-def _threshold_labels(values: list[float]) -> list[str]:
-    """Distinct readouts for sorted distinct thresholds: _DIGITS significant digits, more (up to 6)
-    where a neighbour would read the same. A value that only float noise tells apart from the one
-    below it (such as the next float above the highest score) reads "> that one": a threshold just
-    above a score flags exactly the scores above it."""
-    labels = []
-    for i, value in enumerate(values):
-        if i and _format(values[i - 1], 6) == _format(value, 6):
-            labels.append(f"> {labels[-1]}" if not labels[-1].startswith(">") else repr(value))
-            continue
-        others = [values[j] for j in (i - 1, i + 1)
-                  if 0 <= j < len(values) and _format(values[j], 6) != _format(value, 6)]
-        digits = next(d for d in range(_DIGITS, 7) if all(_format(value, d) != _format(u, d) for u in others))
-        labels.append(_format(value, digits))
-    if len(set(labels)) < len(labels):  # two labels of different precision can coincide: rare, so
-        labels = [repr(value) for value in values]  # then every label is the exact shortest repr
-    return labels
-
-
-def _selection_options(values) -> tuple[tuple[str, float], ...]:
-    """(label, exact threshold) pairs for a SelectionSlider, ascending, without duplicates."""
-    values = sorted({float(value) for value in values})
-    return tuple(zip(_threshold_labels(values), values))
-
-
-def _at_least(values: np.ndarray, threshold: float) -> np.ndarray:
-    """``values >= threshold``, exactly, without converting ``values`` to float64.
-
-    NumPy compares a float32 array with a Python float in float32, rounding the threshold: the next
-    float64 above a float32 score would round back to that score and flag it. Comparing with the
-    smallest value of the array's dtype that is >= the threshold gives the float64 answer."""
-    threshold = np.float64(threshold)
-    in_dtype = threshold.astype(values.dtype)
-    if np.float64(in_dtype) < threshold:
-        in_dtype = np.nextafter(in_dtype, values.dtype.type(np.inf))
-    return values >= in_dtype
 
 
 # ----------------------------------------------------------------------------- the widget
@@ -185,7 +72,7 @@ class ThresholdExplorer(widgets.VBox):
         if int(bins) < 2:
             raise InputError("bins", f"must be at least 2, got {bins}")
         (self._scores, self._labels, self._defect_types, self._maps, self._masks,
-         self._images) = _checked_result(result)
+         self._images) = checked_result(result)
         # Thresholds are compared in float64: a threshold between two float32 values stays exact.
         self._score_dtype = self._scores.dtype
         self._scores = self._scores.astype(np.float64)
@@ -222,7 +109,7 @@ class ThresholdExplorer(widgets.VBox):
             stops.append(self.threshold_normal)
         top = np.nextafter(self._score_dtype.type(max(stops)), self._score_dtype.type(np.inf))
         stops.append(float(max(top, np.nextafter(max(stops), np.inf))))
-        options = _selection_options(stops)
+        options = selection_options(stops)
         # The last stop flags nothing: say so, whatever digits its neighbour needs.
         options = (*options[:-1], (f"> {options[-2][0].lstrip('> ')}", options[-1][1]))
         self._image_labels = {value: label for label, value in options}
@@ -248,7 +135,7 @@ class ThresholdExplorer(widgets.VBox):
         pixel_start = float(pixel_threshold_normal)  # exact, even outside the maps' range
         # Even steps over the map range, plus the exact starting threshold: pixel thresholds are
         # continuous, but the value shown is always the value applied.
-        pixel_options = _selection_options([*np.linspace(pixel_low, pixel_high, _PIXEL_STEPS + 1), pixel_start])
+        pixel_options = selection_options([*np.linspace(pixel_low, pixel_high, _PIXEL_STEPS + 1), pixel_start])
         self.pixel_slider = widgets.SelectionSlider(
             options=pixel_options, value=pixel_start, description="pixel threshold", continuous_update=True,
             style={"description_width": "initial"}, layout=widgets.Layout(width="460px"),
@@ -373,7 +260,7 @@ class ThresholdExplorer(widgets.VBox):
 
         groups = [np.flatnonzero(normal)] + [np.flatnonzero(self._selected & (self._defect_types == name))
                                              for name in sorted(set(self._defect_types[self._selected & self._labels]))]
-        self._show_images(_shown_images(groups, self._n_shown))
+        self._show_images(shown_images(groups, self._n_shown))
         self._update_pixel_level(render=False)
         self._update_image_level(force_grid=True)  # renders the grid once, titles and contours together
 
@@ -399,34 +286,34 @@ class ThresholdExplorer(widgets.VBox):
         """The image threshold (or the selection) changed: numbers, histogram line, grid titles."""
         summary = self.summary()
         self._threshold_line.set_xdata([summary["threshold"]] * 2)
-        self.histogram_image.value = _encode(self._histogram_figure, "png")
+        self.histogram_image.value = encode_figure(self._histogram_figure, "png")
         self.counts_html.value = (
             "<table style='border-collapse:collapse;text-align:center'>"
             "<tr><td></td><td style='padding:0 8px'><i>predicted normal</i></td>"
             "<td style='padding:0 8px'><i>predicted anomalous</i></td></tr>"
-            f"<tr><td style='text-align:right'><i>normal</i></td><td>TN {_metric('tn', summary['tn'])}</td>"
-            f"<td>FP {_metric('fp', summary['fp'])}</td></tr>"
-            f"<tr><td style='text-align:right'><i>anomalous</i></td><td>FN {_metric('fn', summary['fn'])}</td>"
-            f"<td>TP {_metric('tp', summary['tp'])}</td></tr></table>")
+            f"<tr><td style='text-align:right'><i>normal</i></td><td>TN {metric_html('tn', summary['tn'])}</td>"
+            f"<td>FP {metric_html('fp', summary['fp'])}</td></tr>"
+            f"<tr><td style='text-align:right'><i>anomalous</i></td><td>FN {metric_html('fn', summary['fn'])}</td>"
+            f"<td>TP {metric_html('tp', summary['tp'])}</td></tr></table>")
         self.rates_html.value = (
-            f"precision {_metric('precision', summary['precision'])} &middot; "
-            f"recall {_metric('recall', summary['recall'])} &middot; "
-            f"F1 {_metric('f1', summary['f1'])} &middot; "
-            f"false-positive rate {_metric('fpr', summary['fpr'])}<br>"
+            f"precision {metric_html('precision', summary['precision'])} &middot; "
+            f"recall {metric_html('recall', summary['recall'])} &middot; "
+            f"F1 {metric_html('f1', summary['f1'])} &middot; "
+            f"false-positive rate {metric_html('fpr', summary['fpr'])}<br>"
             f"<small>best F1 on these images: {summary['f1_max']:.3f} at "
             f"<b data-metric=\"threshold_f1\" data-value=\"{summary['threshold_f1']!r}\">"
             f"{self.threshold_label(summary['threshold_f1'])}</b></small>")
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{_metric('misses-' + html.escape(name, quote=True), missed)} of {summary['defect_counts'][name]}</td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{metric_html('misses-' + html.escape(name, quote=True), missed)} of {summary['defect_counts'][name]}</td></tr>"
             for name, missed in summary["misses_per_defect"].items())
         self.misses_html.value = f"<table><tr><td colspan=2><i>missed defects</i></td></tr>{rows}</table>"
 
-        flagged = _at_least(self._scores[self._shown], summary["threshold"])
+        flagged = at_least(self._scores[self._shown], summary["threshold"])
         decisions = tuple(flagged.tolist())
         if force_grid or decisions != self._shown_decisions:  # redraw the grid only when a title changes
             self._shown_decisions = decisions
             self._set_titles(flagged)
-            self.grid_image.value = _encode(self._grid_figure, "jpeg")
+            self.grid_image.value = encode_figure(self._grid_figure, "jpeg")
 
     def _set_titles(self, flagged: np.ndarray):
         for slot, index in enumerate(self._shown):
@@ -438,7 +325,7 @@ class ThresholdExplorer(widgets.VBox):
 
     def _pixel_counts_for(self, threshold: float):
         """Per image [N]: flagged pixels, and flagged pixels inside the ground truth (or None)."""
-        flagged = _at_least(self._maps, threshold)
+        flagged = at_least(self._maps, threshold)
         self._flagged_pixels = flagged.sum(axis=(1, 2))
         self._flagged_truth = None if self._masks is None else (flagged & self._masks).sum(axis=(1, 2))
 
@@ -447,11 +334,11 @@ class ThresholdExplorer(widgets.VBox):
         threshold = float(self.pixel_slider.value)
         self._pixel_counts_for(threshold)
         summary = self.summary()
-        text = (f"flagged pixels: {_metric('flagged_fraction', summary['flagged_fraction'])} "
+        text = (f"flagged pixels: {metric_html('flagged_fraction', summary['flagged_fraction'])} "
                 f"of the {summary['n_images']} images")
         if summary["pixel_recall"] is not None:
-            text += (f" &middot; pixel recall {_metric('pixel_recall', summary['pixel_recall'])}"
-                     f" &middot; pixel FPR {_metric('pixel_fpr', summary['pixel_fpr'])}")
+            text += (f" &middot; pixel recall {metric_html('pixel_recall', summary['pixel_recall'])}"
+                     f" &middot; pixel FPR {metric_html('pixel_fpr', summary['pixel_fpr'])}")
         self.pixel_html.value = text
 
         for contour in self._predicted_contours:
@@ -465,7 +352,7 @@ class ThresholdExplorer(widgets.VBox):
                 self._contour_x, self._contour_y, np.pad(self._maps[index], 1, constant_values=low),
                 levels=[threshold], colors=PREDICTED_COLOUR, linewidths=1.5))
         if render:
-            self.grid_image.value = _encode(self._grid_figure, "jpeg")
+            self.grid_image.value = encode_figure(self._grid_figure, "jpeg")
 
     # ------------------------------------------------------------------------- plain data
 
@@ -485,7 +372,7 @@ class ThresholdExplorer(widgets.VBox):
         labels, scores = self._labels[selected], self._scores[selected]
         counts = metrics.confusion_at(labels, scores, threshold)
         defects = self._defect_types[selected & self._labels]
-        missed = self._defect_types[selected & self._labels & ~_at_least(self._scores, threshold)]
+        missed = self._defect_types[selected & self._labels & ~at_least(self._scores, threshold)]
         names = sorted(set(defects.tolist()))
 
         pixels_per_image = self._maps.shape[1] * self._maps.shape[2]

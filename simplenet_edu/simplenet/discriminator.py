@@ -50,7 +50,7 @@ class Discriminator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """``discriminator="conv"`` (seed document's 3-layer conv net with a sigmoid).
+    """``discriminator="conv"`` (a common alternative: a 3-layer conv net with a sigmoid).
 
     ``Conv3x3(D, hidden) - BN - LeakyReLU(0.2) - Conv3x3(hidden, hidden) - BN - LeakyReLU(0.2) -
     Conv1x1(hidden, 1)`` over the feature grid. Each score sees a 3x3 (then 5x5) neighbourhood of
@@ -58,7 +58,7 @@ class ConvDiscriminator(nn.Module):
 
     ``forward(features [B, h, w, D]) -> [B, h, w]`` normality *logits*, so that both losses work
     (BCE on logits, truncated L1 on unbounded scores) and the patch anomaly score is ``-logit``, as
-    for the MLP. ``probability(features)`` applies the seed's sigmoid: ``p(normal)`` in ``(0, 1)``;
+    for the MLP. ``probability(features)`` applies that sigmoid: ``p(normal)`` in ``(0, 1)``;
     ``1 - p`` ranks patches exactly as ``-logit`` does.
     """
 

@@ -47,7 +47,7 @@ class IdentityAdaptor(nn.Module):
 
 
 class ConvAdaptor(nn.Module):
-    """``adaptor="conv"`` (seed document; no source in the paper or its code): per backbone layer a
+    """``adaptor="conv"`` (a common alternative, in neither the paper nor its code): per backbone layer a
     1x1 convolution + BatchNorm + ReLU, *before* the layers are combined.
 
     Where it acts: local aggregation first describes each grid cell, layer by layer, by its 3x3

@@ -18,8 +18,9 @@ from torch import nn
 
 
 def truncated_l1_loss(normal_scores: torch.Tensor, fake_scores: torch.Tensor, margin: float = 0.5) -> torch.Tensor:
-    """``mean(relu(margin - D(normal))) + mean(relu(margin + D(fake)))``; both inputs ``[N]``."""
-    return torch.relu(margin - normal_scores).mean() + torch.relu(margin + fake_scores).mean()
+    """``mean(relu(margin - D(normal))) + mean(relu(margin + D(fake)))``; inputs ``[N]`` and ``[M]``
+    (:class:`TruncatedL1Loss` as a function)."""
+    return TruncatedL1Loss(margin)(normal_scores, fake_scores)
 
 
 def _mean(values: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class TruncatedL1Loss(nn.Module):
 
 
 class BCELoss(nn.Module):
-    """``loss="bce"`` (seed document): binary cross-entropy, label 1 for normal and 0 for fake.
+    """``loss="bce"`` (a common alternative; the CPU default): binary cross-entropy, label 1 for normal and 0 for fake.
 
     Computed on logits (``log(1 + e^-s)`` for normal, ``log(1 + e^s)`` for fake, averaged over all
     features), which is the same as BCE on ``sigmoid(s)`` but never takes ``log(0)``. Unlike the

@@ -35,7 +35,7 @@ from .batches import GridBatches, PatchBatches, endless
 from .config import SimpleNetConfig
 from .folded import FoldedScorer
 from .local_aggregation import FeatureExtractor, LocalAggregation, aggregate, layer_features
-from .training import make_optimizers, make_schedule, train_step, training_steps
+from .training import make_optimizers, make_schedule, train_step
 from .validation import ValidationSet, checkpoint_steps, painted_validation_set, validation_scores
 
 
@@ -155,10 +155,9 @@ class SimpleNet(FittedModel):
         needs_grid = self.generator.needs_grid or self.discriminator.needs_grid
         batches = GridBatches(bank, grid, cfg.batch_size, shuffle) if needs_grid \
             else PatchBatches(bank, cfg.batch_size, shuffle)
-        total = training_steps(cfg, len(batches))
+        log = StepLog.of_run(cfg, len(batches), progress)
+        total = log.total
         schedulers = [make_schedule(opt, cfg.lr_schedule, total) for opt in optimizers]
-        # About twenty history rows (one per pass when the budget is given in passes).
-        log = StepLog(total, len(batches), len(batches) if cfg.epochs is not None else None, progress)
         checkpoints = set() if validation is None else checkpoint_steps(total, log.every, cfg.val_checkpoints)
         best = None                                                    # (val_score, step, heads)
         self.train()

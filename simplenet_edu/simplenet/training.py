@@ -1,8 +1,10 @@
-"""SimpleNet's training step, the optimisers that drive it, and the length and learning rate of a run.
+"""SimpleNet's training step, the optimisers that drive it, and the learning rate over a run.
 
 :func:`train_step` is the whole method in one function: adapt the frozen patch features, make
 anomalous copies, score both with the discriminator, one loss, one backward pass. The loop around it
 (:meth:`simplenet_edu.simplenet.model.SimpleNet.fit_features`) draws the batches and keeps the history.
+A run's length is the rule every model shares, :func:`~simplenet_edu.core.fitted.training_steps`
+(importable from here too).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 
 import torch
 
+from ..core.fitted import training_steps  # noqa: F401  (a run's length, shared by every model)
 from .config import SimpleNetConfig
 from .loss import TruncatedL1Loss
 
@@ -20,7 +23,7 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
     ``[B, h, w, D]`` grids for the variants that need neighbours.
 
     Adapt, make fakes, score both with one discriminator call (so BatchNorm sees both), loss
-    (``loss``: a loss object from ``discriminator.py``, or the paper's truncated L1 margin as a number),
+    (``loss``: a loss object from :mod:`.loss`, or the paper's truncated L1 margin as a number),
     one backward pass through discriminator, adaptor (and a learned generator).
     """
     loss_fn = loss if callable(loss) else TruncatedL1Loss(loss)
@@ -57,12 +60,6 @@ def make_optimizers(config: SimpleNetConfig, adaptor, discriminator, generator=N
              (generator, torch.optim.Adam, config.lr_discriminator, 1e-5)]
     return [make(part.parameters(), lr=lr, weight_decay=decay, fused=True)
             for part, make, lr, decay in heads if part is not None and any(True for _ in part.parameters())]
-
-
-def training_steps(config: SimpleNetConfig, steps_per_pass: int) -> int:
-    """The run's length in optimiser steps: ``config.steps``, or ``config.epochs`` whole passes of
-    ``steps_per_pass`` steps when the budget is given in passes (the paper's schedule)."""
-    return config.steps if config.epochs is None else config.epochs * steps_per_pass
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int):

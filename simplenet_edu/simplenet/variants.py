@@ -42,7 +42,7 @@ class MaxScore(nn.Module):
 
 
 class MeanScore(nn.Module):
-    """``image_score="mean"`` (seed document): the mean over all patches. ``[B, P] -> [B]``.
+    """``image_score="mean"`` (a common alternative): the mean over all patches. ``[B, P] -> [B]``.
     Small defects are diluted by the many normal patches around them."""
 
     def forward(self, patch_scores: torch.Tensor) -> torch.Tensor:

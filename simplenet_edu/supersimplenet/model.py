@@ -3,14 +3,15 @@
 It keeps SimpleNet's frozen backbone, its shallow feature adaptor and its anomalies made in feature
 space, and changes three things:
 
-1. **features**: the two backbone layers are upscaled to *twice* the shallow layer's grid (bilinear),
-   stacked, and averaged over 3x3 neighbourhoods (``C = C_2 + C_3`` channels, no channel pooling);
-   the adaptor is a 1x1 convolution, i.e. ``Linear(C, C)`` at every cell (:func:`upscaled_features`);
+1. **features**: the two backbone layers are upscaled to *twice* the shallow layer's grid (bilinear;
+   the CPU default keeps that grid, ``upscale=1``), stacked, and averaged over 3x3 neighbourhoods
+   (``C = C_2 + C_3`` channels, no channel pooling); the adaptor is a 1x1 convolution, i.e.
+   ``Linear(C, C)`` at every cell (:func:`upscaled_features`);
 2. **anomalies**: the batch is doubled and Gaussian noise is added only inside Perlin-noise masks,
-   which become the pixel labels (``perlin.py``);
+   which become the pixel labels (:mod:`.anomaly_generator`);
 3. **heads**: a segmentation head (SimpleNet's discriminator, per cell) gives the anomaly map, and a
-   classification head reads features and map to give the image score (``segdec.py``), trained with
-   focal and truncated L1 losses (``losses.py``).
+   classification head reads features and map to give the image score (:mod:`.heads`), trained with
+   focal and truncated L1 losses (:mod:`.loss`).
 
 With real defect masks for some training images it trains *supervised* as well (the paper's
 "unifying" claim): the masks are merged into the labels. The layout it reads them from::
@@ -197,7 +198,8 @@ class SuperSimpleNet(FittedModel):
         n = len(labels)
         batch = min(cfg.batch_size, n)
         per_pass = math.ceil(n / batch)
-        total = cfg.steps if cfg.epochs is None else cfg.epochs * per_pass
+        log = StepLog.of_run(cfg, per_pass, progress)
+        total = log.total
         # The authors step their schedule once per epoch: milestones fall on whole passes.
         milestones = ([int(f * cfg.epochs) * per_pass for f in cfg.lr_milestones] if cfg.epochs is not None
                       else [int(f * total) for f in cfg.lr_milestones])
@@ -212,7 +214,6 @@ class SuperSimpleNet(FittedModel):
         order = torch.Generator().manual_seed(cfg.seed)
         random = (torch.Generator().manual_seed(cfg.seed + 1),
                   torch.Generator(self.device).manual_seed(cfg.seed + 2))
-        log = StepLog(total, per_pass, per_pass if cfg.epochs is not None else None, progress)
         self.train()
         queue = []
         for step in range(1, total + 1):
