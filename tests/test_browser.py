@@ -1,4 +1,4 @@
-"""Notebook 06 in a real browser: JupyterLab, headless Chromium, and the explorer moved by keyboard.
+"""Notebook 07 in a real browser: JupyterLab, headless Chromium, and the explorer moved by keyboard.
 
 What a learner does: open the notebook, Run > Run All Cells, focus the image-threshold slider, press
 End (highest threshold) and Home (lowest). The confusion counts the widget shows must follow: at the
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_thresholds.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_thresholds.ipynb"
 PORT = 8890
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -64,7 +64,7 @@ def _port_is_free(port: int) -> bool:
 
 @pytest.fixture
 def jupyter_lab(tmp_path):
-    """A JupyterLab server on 127.0.0.1:PORT, no token, serving a copy of notebook 06; always stopped."""
+    """A JupyterLab server on 127.0.0.1:PORT, no token, serving a copy of notebook 07; always stopped."""
     if not _port_is_free(PORT):
         pytest.fail(f"port {PORT} is already in use: another JupyterLab is running there")
     root, settings, workspaces = tmp_path / "root", tmp_path / "settings", tmp_path / "workspaces"

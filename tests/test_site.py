@@ -252,7 +252,7 @@ LINKS = """() => [...document.querySelectorAll('a[href], link[href], img[src], s
 def test_every_page_loads_and_every_link_resolves(built_site, server, browser):
     pages = _pages(built_site)
     expected = ["index.html", "install.html", "api.html", "cpu-default.html", "supersimplenet.html",
-                "notebooks/README.html", "notebooks/06_thresholds.html", "notebooks/solutions/index.html"]
+                "notebooks/README.html", "notebooks/07_thresholds.html", "notebooks/solutions/index.html"]
     assert set(expected) <= set(pages), f"missing pages: {sorted(set(expected) - set(pages))}"
     notebooks = sorted(p.relative_to(ROOT / "notebooks").with_suffix(".html").as_posix()
                        for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
@@ -350,7 +350,7 @@ def _cached_image_outputs() -> dict[str, int]:
 @needs_browser
 def test_notebook_pages_show_their_figures(built_site, server, browser):
     """Every notebook page with cached outputs shows, loaded and non-empty, every image output of its
-    executed notebook; notebook 06's explorer is a still with a note on running it live."""
+    executed notebook; notebook 07's explorer is a still with a note on running it live."""
     executed = _cached_image_outputs()
     if not executed:
         pytest.skip("no notebook has outputs in docs/_build/.jupyter_cache for its current code: "
@@ -366,7 +366,7 @@ def test_notebook_pages_show_their_figures(built_site, server, browser):
             if loaded < n_images or len(shown) > loaded:
                 problems.append(f"{page_path}: {loaded} of {len(shown)} images loaded, {n_images} image outputs; "
                                 f"{[i for i in shown if not i['ok']][:3]}")
-            if page_path == "notebooks/06_thresholds.html":
+            if page_path == "notebooks/07_thresholds.html":
                 still = page.locator(".widget-still", has_text="Threshold explorer")
                 if not still.count():
                     problems.append("06: no still of the threshold explorer")

@@ -117,7 +117,7 @@ def course_config(**overrides) -> SimpleNetConfig:
 
 
 def course_supersimplenet_config(**overrides):
-    """SuperSimpleNet's configuration for the course (notebook 09), chosen like :func:`course_config`:
+    """SuperSimpleNet's configuration for the course (notebook 10), chosen like :func:`course_config`:
     ``SuperSimpleNetConfig.quick()`` in quick mode, ``.paper()`` with ``SIMPLENET_EDU_PAPER=1``, the
     CPU default otherwise; ``overrides`` change single fields."""
     from ..supersimplenet.config import SuperSimpleNetConfig
