@@ -1,4 +1,5 @@
-"""simplenet-edu benchmark: jobs, resume, a broken category, local workers and a real local Ray.
+"""simplenet-edu benchmark: jobs, resume, a broken category, local workers and a real local Ray; a run
+killed outright (real SIGKILL) and a Ray worker killed during its job.
 
 The runs train tiny models (three 64 px demo categories, 6 training images, 10 steps) so that the
 engines, not the training, are what is tested. One Ray session serves the whole module.
@@ -8,7 +9,11 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +133,130 @@ def test_resume_reruns_only_the_deleted_job(root, local_run, tmp_path, capsys, o
     assert "3 done before, 1 to run" in err
 
 
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (read from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    still = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            still.add(pid)
+    return still
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_a_benchmark_killed_outright_resumes_and_leaves_no_worker(root, tmp_path, capsys, start_process):
+    """SIGKILL to a running ``benchmark --workers 2`` once its first job is written: its worker
+    processes end by themselves, and the next run reuses the finished jobs and runs the rest. A result
+    cut short (a power cut before the data reached the disk) is named and its job run again."""
+    output = tmp_path / "out"
+    argv = ["benchmark", "--data", str(root), "--output", str(output), "--categories", "brick,gravel,grass", *FAST]
+    process = start_process([sys.executable, "-m", "simplenet_edu", "--quiet", *argv, "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: list((output / "jobs").rglob("seed0.json")) or process.poll() is not None, 180,
+             "the first job's result")
+    workers = descendants(process.pid)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert workers, "no worker process was running"
+    # Adopted by init, each worker notices its parent is gone and ends (a stuck worker would wait for ever).
+    wait_for(lambda: not alive(workers), 30, f"the killed run's workers {sorted(alive(workers))} to end")
+
+    finished = sorted((output / "jobs").rglob("seed0.json"))
+    cut, kept = finished[0], {p: p.read_bytes() for p in finished[1:]}
+    cut.write_bytes(cut.read_bytes()[:200])
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "Traceback" not in err
+    assert f"simplenet-edu: warning: {cut}: job result cut short or not JSON (200 bytes); the job runs again" in err
+    assert f"3 jobs (3 categories x 1 seeds): {len(kept)} done before, {3 - len(kept)} to run" in err
+    for path, content in kept.items():
+        assert path.read_bytes() == content, f"{path} was run again"
+    assert json.loads(cut.read_text())["status"] == "ok"
+    table = json.loads((output / "table.json").read_text())
+    assert table["jobs"] == {"total": 3, "done": 3, "failed": 0, "pending": 0}
+
+
+KILLED_WHILE_WRITING = """\
+import os, signal, sys
+from simplenet_edu.apps import benchmark
+from simplenet_edu.apps.cli import main
+from simplenet_edu.utils.atomic import atomic_path
+
+real_write_text = benchmark.write_text
+
+def write_text(path, text, newline=None):
+    if path.name == "seed0.json":   # halfway through the job's result
+        with atomic_path(path) as tmp:
+            tmp.write_text(text[: len(text) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_write_text(path, text, newline)
+
+benchmark.write_text = write_text
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_while_writing_leaves_a_temporary_file_the_next_run_removes(root, tmp_path, capsys, start_process):
+    """A real SIGKILL halfway through writing a job's result leaves its temporary file: the next run
+    removes it, says so, and runs the job."""
+    output = tmp_path / "out"
+    argv = ["benchmark", "--data", str(root), "--output", str(output), "--categories", "gravel", *FAST]
+    process = start_process([sys.executable, "-c", KILLED_WHILE_WRITING, "--quiet", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    result = output / "jobs" / "gravel" / "seed0.json"
+    temporary = result.parent / ".seed0.json.tmp.json"
+    assert temporary.is_file() and not result.exists()
+
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "Traceback" not in err
+    assert f"{output}: removed 1 temporary file left by an interrupted run" in err
+    assert "1 jobs (1 categories x 1 seeds): 0 done before, 1 to run" in err
+    assert not temporary.exists() and json.loads(result.read_text())["status"] == "ok"
+
+
+def test_an_unusable_result_file_is_named_and_rerun():
+    """What counts as a usable result, by hand."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "seed0.json"
+        assert benchmark.load_record(path) == (None, None)                     # no file: just run it
+        for text, problem in (('{"status": "ok", "res', "job result cut short or not JSON (21 bytes)"),
+                              ("[1, 2]", "not a job result (no status)"),
+                              ('{"status": "ok", "result": {"image_auroc": 0.9}}',
+                               "a successful job result without its metrics")):
+            path.write_text(text)
+            assert benchmark.load_record(path) == (None, problem)
+        path.write_text(json.dumps(make_record("a", 0, "f")))
+        assert benchmark.load_record(path) == (make_record("a", 0, "f"), None)
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[cluster]' (or '.[test]')")
@@ -151,6 +280,37 @@ def test_ray_runs_one_task_per_job_with_the_same_results(ray_session, root, loca
         # Same seed, same data, one thread each: the same numbers as the local workers'.
         for key in ("image_auroc", "pixel_auroc", "aupro", "threshold_normal"):
             assert record["result"][key] == local[(category, "seed0.json")]["result"][key], (category, key)
+
+
+def test_a_ray_worker_killed_during_its_job_is_retried_then_reported(ray_session, root, tmp_path, capsys,
+                                                                       monkeypatch):
+    """gravel's worker kills itself (SIGKILL) at every attempt: Ray runs it again once (--retries 1),
+    then its error goes into the table; brick's job finishes."""
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    real_execute, folder = benchmark.execute, str(attempts)
+
+    def dies_on_gravel(spec):
+        if spec["category"] == "gravel":
+            Path(folder, f"attempt-{os.getpid()}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_execute(spec)
+
+    monkeypatch.setattr(benchmark, "execute", dies_on_gravel)
+    output = tmp_path / "out"
+    code, out, err = run(["benchmark", "--data", str(root), "--output", str(output), "--categories", "brick,gravel",
+                          "--ray", "auto", "--cpus-per-job", "1", "--retries", "1", *FAST], capsys)
+    assert code == 1
+    assert "run again up to 1 time if its worker dies" in err
+    assert len(list(attempts.iterdir())) == 2                     # the first run and one retry, each its own worker
+    found = records(output)
+    assert found[("brick", "seed0.json")]["status"] == "ok"
+    gravel = found[("gravel", "seed0.json")]
+    assert gravel["status"] == "error" and gravel["error"].startswith("Ray task failed (2 attempts): ")
+    assert "\n" not in gravel["error"]
+    table = json.loads((output / "table.json").read_text())
+    assert table["jobs"] == {"total": 2, "done": 1, "failed": 1, "pending": 0}
+    assert f"| gravel | error: {gravel['error']}" in (output / "table.md").read_text()
 
 
 def test_ray_asks_for_what_the_cluster_has():

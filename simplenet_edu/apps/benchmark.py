@@ -14,12 +14,16 @@ plant's 40 part numbers, times a few seeds) is a list of independent **jobs**, o
 
 **Resume**: a rerun skips every job whose result file exists, succeeded and carries the same
 fingerprint (model, configuration, result format); an interrupted run loses only the jobs in flight,
-a changed configuration reruns them all, a failed job is tried again.
+a changed configuration reruns them all, a failed job is tried again. A run killed outright (SIGKILL,
+a power cut) may leave a temporary file, which the next run removes, or a result file cut short,
+which the next run reports in one line and reruns.
 
 **Engines** (:mod:`.engines`): local worker processes (``workers``), each with its share of the
 cores and, on a machine with GPUs, a GPU of its own; or one Ray task per job on an existing cluster
 (``ray_address``). With Ray, ``ROOT`` must be a path that every node sees (a shared file system) and
-every node needs simplenet-edu installed; only this process writes ``DIR``.
+every node needs simplenet-edu installed; only this process writes ``DIR``. A job whose worker dies
+(killed, out of memory, a lost node) is retried a bounded number of times, then reported as failed
+with its error while the other jobs finish.
 
 Every model is built and trained by :func:`run_job`, through the registry of model kinds
 (:mod:`simplenet_edu.core.registry`).
@@ -46,10 +50,11 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from ..evaluation.report import budget_text, input_text
-from ..utils.atomic import write_text
+from ..utils.atomic import check_writable, remove_temps, write_text
 from ..utils.errors import InputError
 from ..utils.stats import MEAN_STD_NOTE, format_mean_std, mean_std
-from .engines import available_cores, open_engine  # noqa: F401  (available_cores: part of this module's API)
+from .engines import available_cores  # noqa: F401  (part of this module's API)
+from .engines import RAY_RETRIES, open_engine
 
 RESULT_FORMAT = 1                 # bump when a job's result changes meaning: a result of another format reruns
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
@@ -194,19 +199,38 @@ def fingerprint(config: dict, model_kind: str = "simplenet") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_record(path: Path) -> dict | None:
-    """A job's result file, or ``None`` if it is missing or unreadable (then the job runs again)."""
+def load_record(path: Path) -> tuple[dict | None, str | None]:
+    """``(record, problem)`` of a job's result file: ``(None, None)`` when there is none; ``(None,
+    why)`` when it cannot be used (cut short by a crash, not JSON, not a job's result): its job runs
+    again, and the caller says so."""
     try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"unreadable job result ({_one_line(error)})"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None, f"job result cut short or not JSON ({len(text.encode())} bytes)"
+    if not isinstance(record, dict) or "status" not in record:
+        return None, "not a job result (no status)"
+    if record["status"] == "ok" and not (isinstance(record.get("result"), dict)
+                                         and all(key in record["result"] for key in METRICS)):
+        return None, "a successful job result without its metrics"
+    return record, None
+
+
+def read_record(path: Path) -> dict | None:
+    """A job's result file, or ``None`` if it is missing or unusable (then the job runs again)."""
+    return load_record(path)[0]
 
 
 def is_done(record: dict | None, job: Job, fingerprint_: str) -> bool:
     """Whether ``record`` is a successful result of ``job`` under this configuration."""
     return (record is not None and record.get("status") == "ok" and record.get("fingerprint") == fingerprint_
-            and record.get("category") == job.category and record.get("seed") == job.seed)
+            and record.get("category") == job.category and record.get("seed") == job.seed
+            and isinstance(record.get("result"), dict) and all(key in record["result"] for key in METRICS))
 
 
 def plan(root: str | Path, seeds: Iterable[int], categories: Iterable[str] | None = None) -> list[Job]:
@@ -336,7 +360,7 @@ def job_line(job: Job, record: dict) -> str:
 def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[int] = (0, 1, 2),
                   categories: Iterable[str] | None = None, model_kind: str = "simplenet", workers: int = 1,
                   ray_address: str | None = None, gpus_per_job: float = 1.0, cpus_per_job: float | None = None,
-                  progress: bool = True, command: str | None = None) -> dict:
+                  ray_retries: int = RAY_RETRIES, progress: bool = True, command: str | None = None) -> dict:
     """Train and evaluate every ``(category, seed)`` of ``root`` that ``output`` does not hold yet.
 
     Args:
@@ -351,6 +375,7 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
         ray_address: ``"auto"`` or ``"HOST:PORT"`` of a running Ray cluster: one task per job.
         gpus_per_job, cpus_per_job: what each Ray task asks for
             (:func:`~simplenet_edu.apps.engines.ray_task_options`).
+        ray_retries: times a Ray job is run again when its worker dies, before it counts as failed.
         progress: a progress bar over jobs, on stderr (the one line per finished job goes there too,
             with or without it).
         command: the command line, quoted in the table.
@@ -370,16 +395,25 @@ def run_benchmark(root: str | Path, output: str | Path, config, seeds: Iterable[
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError(output, "exists and is not a folder")
+    check_writable(output, folder=True)
     jobs = plan(root, seeds, categories)
     fp = fingerprint(config, model_kind)
+    # A run killed while writing leaves its temporary files: nothing reads them, and they go now.
+    removed = remove_temps(output)
+    if removed:
+        print(f"{output}: removed {len(removed)} temporary file{'s' * (len(removed) > 1)} left by an interrupted "
+              "run", file=sys.stderr)
     records: dict[Job, dict | None] = {}
     for job in jobs:
-        record = read_record(job.result_path(output))
+        record, problem = load_record(job.result_path(output))
+        if problem:
+            print(f"simplenet-edu: warning: {job.result_path(output)}: {problem}; the job runs again",
+                  file=sys.stderr)
         records[job] = record if is_done(record, job, fp) else None
     todo = [job for job in jobs if records[job] is None]
     engine = open_engine(execute, lost_record, job_specs(root, todo, config, model_kind, fp),
                          device=config.get("device", "auto"), workers=workers, ray_address=ray_address,
-                         gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job)
+                         gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, ray_retries=ray_retries)
     table_info = {"data": str(root), "model": model_kind, "config": {k: v for k, v in config.items() if k != "seed"},
                   "fingerprint": fp, "engine": engine.text, "command": command}
 

@@ -14,13 +14,13 @@ import time
 import warnings
 from pathlib import Path
 
-from ..deploy.heatmaps import NORMALISED_FORMULA, RAW_MAP_FORMULA
+from ..deploy.heatmaps import MAP_SIZES, NORMALISED_FORMULA, RAW_MAP_FORMULA
 from ..deploy.runtime import DEFAULT_TOLERANCE
 from ..evaluation.report import print_report, run_report
-from ..utils.atomic import write_text
+from ..utils.atomic import check_writable, write_text
 from ..utils.errors import DataWarning, InputError
 from ..utils.stats import MEAN_STD_NOTE
-from .engines import DEFAULT_RAY_CPUS
+from .engines import DEFAULT_RAY_CPUS, RAY_RETRIES
 from .options import add_model_options, build_config
 
 DEFAULT_SEEDS = (0, 1, 2)       # benchmark: the seeds of every category
@@ -46,6 +46,7 @@ def _train(args, root: Path, need_test: bool = False):
 
 
 def cmd_train(args) -> int:
+    check_writable(args.output)   # a folder that cannot take the model fails now, not after training
     model = _train(args, Path(args.data))
     model.save(args.output)
     print(f"trained on {model.n_train} images of {args.data} ({model.n_holdout} held out); "
@@ -60,6 +61,8 @@ def cmd_evaluate(args) -> int:
     from ..core.registry import load_model
 
     root = Path(args.data)
+    if args.output:
+        check_writable(args.output)
     if args.checkpoint:
         _check(root, need_train=False, need_test=True)
         model = load_model(args.checkpoint, device=args.device)   # either model: the file says which
@@ -86,70 +89,84 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _predictor(args, paths: list[Path]):
-    """``(calibration, items, predict)`` for the model file: an ``.onnx`` export runs under onnxruntime
-    without importing torch; anything else is a torch checkpoint. ``items`` yields ``(path, [3, H, W]
-    float32 array or InputError)``; ``predict`` maps a ``[B, 3, H, W]`` array to numpy scores and maps."""
+def _predictor(args):
+    """``(calibration, (resize_shape, image_shape), predict)`` for the model file: an ``.onnx`` export
+    runs under onnxruntime without importing torch; anything else is a torch checkpoint. ``predict``
+    maps a ``[B, 3, H, W]`` float32 array to numpy scores ``[B]`` and maps ``[B, H, W]``."""
     model_path = Path(args.model or args.checkpoint)
     if model_path.suffix.lower() == ".onnx":
-        from ..deploy.runtime import OnnxModel, iter_images
+        from ..deploy.runtime import OnnxModel
 
         model = OnnxModel(model_path)
-        return model.calibration, iter_images(args.images, model.resize_shape, model.image_shape, paths=paths), \
-            model.predict
+        return model.calibration, (model.resize_shape, model.image_shape), model.predict
     import torch
 
-    from .. import data as data_lib
-    from ..deploy.heatmaps import Calibration
     from ..core.registry import load_model
+    from ..deploy.heatmaps import Calibration
 
     model = load_model(model_path, device=args.device)   # SimpleNet or SuperSimpleNet: the file says which
-    items = ((path, image if isinstance(image, InputError) else image.numpy())
-             for path, image in data_lib.iter_images(args.images, model.resize_shape, model.image_shape, paths=paths))
 
     def predict(batch):
         scores, maps = model.predict(torch.from_numpy(batch))
         return scores.numpy(), maps.numpy()
 
-    return Calibration.of_model(model), items, predict
+    return Calibration.of_model(model), (model.resize_shape, model.image_shape), predict
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def cmd_predict(args) -> int:
     import numpy as np
 
+    # Torch-free for both model files: the reader of deploy.runtime gives the same pixels as data's.
     from ..deploy.heatmaps import PredictionWriter, heatmap_names
+    from ..deploy.runtime import folders_with_images, iter_images, list_images
+    from ..utils.atomic import check_writable, remove_temps
 
-    if Path(args.model or args.checkpoint).suffix.lower() == ".onnx":
-        from ..deploy.runtime import list_images as require_images  # torch-free
-    else:
-        from ..data import require_images
-    paths = require_images(args.images)  # a missing or empty folder fails before the model loads
-    calibration, items, predict = _predictor(args, paths)
-    writer = PredictionWriter(args.output_dir, calibration, overlay=args.overlay, names=heatmap_names(paths))
-    failed = 0
-    # A file that cannot be read is listed (CSV and stderr) and the others are still scored.
-    for chunk in _chunks(items, 8):
-        good = [image for _, image in chunk if not isinstance(image, InputError)]
-        results = iter(zip(*predict(np.stack(good)))) if good else iter(())
-        for path, image in chunk:
-            if isinstance(image, InputError):
-                failed += 1
-                print(f"simplenet-edu: error: {image}", file=sys.stderr)
-                writer.add_error(path, image.problem)
-                continue
-            score, amap = next(results)
-            writer.add(path, image.transpose(1, 2, 0), score, amap)
-    table = writer.close()
+    folder, out_dir = Path(args.images), Path(args.output_dir)
+    skip = [out_dir] if out_dir.exists() and _inside(out_dir, folder) else []   # a previous run's heat maps
+    # A missing or empty folder, or an output folder that cannot be written, fails before the model loads.
+    paths = list_images(folder, recursive=args.recursive, skip=skip)
+    check_writable(out_dir, folder=True)
+    remove_temps(out_dir)   # what a run killed outright left half-written; nothing else reads it
+    if not args.recursive:
+        unread = folders_with_images(folder, skip=skip)
+        if unread:
+            print(f"simplenet-edu: warning: {folder}: {len(unread)} subfolder{'s' * (len(unread) > 1)} with images "
+                  f"not read (--recursive scores every image below the folder)", file=sys.stderr)
+    calibration, shapes, predict = _predictor(args)
+    writer = PredictionWriter(out_dir, calibration, overlay=args.overlay, shapes=shapes, map_size=args.map_size,
+                              names=heatmap_names(paths, folder if args.recursive else None))
+    items = iter_images(folder, *shapes, paths=paths, originals=args.map_size == "image")
+    try:
+        # A batch at a time, each result written as it comes: memory does not grow with the folder, and
+        # scores.csv holds every image scored so far. A file that cannot be read is listed (CSV and
+        # stderr) and the others are still scored.
+        for chunk in _chunks(items, 8):
+            good = [item[1] for item in chunk if not isinstance(item[1], InputError)]
+            results = iter(zip(*predict(np.stack(good)))) if good else iter(())
+            for path, image, *original in chunk:
+                if isinstance(image, InputError):
+                    print(f"simplenet-edu: error: {image}", file=sys.stderr)
+                    writer.add_error(path, image.problem)
+                    continue
+                score, amap = next(results)
+                writer.add(path, image.transpose(1, 2, 0), score, amap, original[0] if original else None)
+    finally:
+        table = writer.close()
     kind = "heat maps" if args.overlay else "raw 16-bit maps"
-    print(f"{len(writer.rows) - failed} images scored; {kind} and {table.name} in {writer.out}")
+    size = "at each image's own size" if args.map_size == "image" else "at the model's input size"
+    print(f"{writer.scored} images scored; {kind} ({size}) and {table.name} in {writer.out}")
     if calibration.threshold is not None:
         print(f"'anomalous' uses the threshold from held-out normal images: {calibration.threshold:.4f}")
     if calibration.image([0.0]) is not None:
         print(f"'normalised_score' = {NORMALISED_FORMULA} with threshold {calibration.threshold:.4f}, "
               f"spread {calibration.score_spread:.4f}: 0.5 at the threshold")
-    if failed:
-        print(f"simplenet-edu: error: {failed} of {len(writer.rows)} images could not be read (listed above and in "
-              f"{table}, column 'error')", file=sys.stderr)
+    if writer.failed:
+        print(f"simplenet-edu: error: {writer.failed} of {writer.rows} images could not be read (listed above and "
+              f"in {table}, column 'error')", file=sys.stderr)
         return 2
     return 0
 
@@ -159,6 +176,7 @@ def cmd_export(args) -> int:
 
     from ..core.registry import load_model
 
+    check_writable(args.output)
     model = load_model(args.checkpoint, device="cpu")   # either class; export refuses one it cannot export
     images = None
     if args.images:
@@ -186,6 +204,7 @@ def cmd_demo(args) -> int:
     from ..evaluation.evaluator import evaluate
     from ..course.viz import save_examples_figure
 
+    check_writable(args.figure)
     root = make_demo_dataset(args.root, category=args.category, seed=args.seed)
     start = time.perf_counter()
     model = _train(args, root, need_test=True)
@@ -206,6 +225,8 @@ def cmd_ablate(args) -> int:
         raise InputError("--model", "ablate changes SimpleNet's parts; it has no SuperSimpleNet rows")
     config = build_config(args)
     variants = args.variants.split(",") if args.variants else None
+    for suffix in (".md", ".json"):
+        check_writable(Path(args.output).with_suffix(suffix))
     _check(Path(args.data), config, need_test=True)
     rows = run_ablation(Path(args.data), args.seeds, config, variants=variants, progress=not args.quiet)
     output = Path(args.output)
@@ -228,7 +249,8 @@ def cmd_benchmark(args) -> int:
         Path(args.data), Path(args.output), build_config(args), seeds=args.seeds,
         categories=args.categories.split(",") if args.categories else None,
         model_kind=getattr(args, "model", None) or "simplenet", workers=args.workers, ray_address=args.ray,
-        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, progress=not args.quiet,
+        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, ray_retries=args.retries,
+        progress=not args.quiet,
         command=args.command_line)
     print(to_markdown(table))
     output = Path(args.output)
@@ -246,34 +268,52 @@ One job per (category, seed): train on ROOT/<category>/train/good, evaluate on R
 Each job's result is written atomically to DIR/jobs/<category>/seed<k>.json as it finishes; DIR/table.md
 and DIR/table.json are rewritten after every job: per category {MEAN_STD_NOTE},
 over the seeds; the mean row; the seconds per job. A rerun skips the jobs whose result matches the
-configuration, so an interrupted run loses only the jobs in flight. A broken category is reported in
-the table with its error; the other jobs finish (exit code 1 if any job failed).
+configuration, so an interrupted run loses only the jobs in flight; after a run killed outright, its
+temporary files are removed and a result file cut short is reported and its job run again. A broken
+category is reported in the table with its error; the other jobs finish (exit code 1 if any job
+failed). A result or table that cannot be written (a full disk) stops the run with one line, exit
+code 2.
 
 Engines: --workers N local processes (torch threads divided between them; with several GPUs, worker i
 uses GPU i mod n), or --ray auto|HOST:PORT, one Ray task per job on a running cluster
 (`ray start --head` on the head node; needs pip install -e ".[cluster]"). With Ray, every node reads
 the data itself: ROOT must be a path that all nodes see (a shared file system) and every node needs
-simplenet-edu installed; only this machine writes DIR.
+simplenet-edu installed; only this machine writes DIR. A Ray job whose worker dies (killed, out of
+memory, a lost node) runs again, up to --retries times, then its error goes into the table while the
+other jobs finish.
 """
 
 
 PREDICT_HELP = f"""\
-Writes, in --output-dir, one PNG per image and scores.csv.
+Writes, in --output-dir, one PNG per image and scores.csv, each as its image is scored.
+
+Images: those directly in --images; --recursive: every image below it too, each PNG under the same
+relative path (a/part.png -> a/part_heatmap.png). Without --recursive, a warning counts the subfolders
+with images that were not read.
 
 PNG (default): the image under its anomaly map (jet colours: green at the pixel threshold from held-out
 normal images, red above), a white contour around the pixels at or above that threshold, and the
 normalised score in the corner, on red when the image is anomalous. --no-overlay: the raw map as a
 16-bit grayscale PNG, {RAW_MAP_FORMULA},
-with map_min and map_max in scores.csv and in the PNG's text chunks.
+with map_min and map_max in scores.csv and in the PNG's text chunks. Each map is drawn at its image's
+own size and aspect ratio, taken back through the resize and crop the model applied (a margin the crop
+cut away is pale grey in the PNG, outside 'scored_box' in a raw map: not scored); --map-size model
+keeps the model's input size instead.
 
 scores.csv: path, score (raw), normalised_score, anomalous (yes/no at the threshold from held-out
-normal images), heatmap, map_min, map_max, error (why an image could not be read).
+normal images), heatmap (the PNG's path in --output-dir), map_min, map_max, error (why an image could
+not be read). Written row by row: a run cut short keeps every image scored up to there. A text cell
+that begins with =, +, -, @, a tab or a carriage return is written with a leading apostrophe (') so
+that spreadsheets show it as text instead of running it; numbers are written as they are.
 
   normalised_score = {NORMALISED_FORMULA}
 
 threshold: the normal threshold; spread: 1.4826 x the median absolute deviation of the scores of the
 normal images the model was fitted on. It reads 0.5 at the threshold (so >= 0.5 is 'anomalous'), 0.9
 one spread above, 0.1 one spread below.
+
+A file that cannot be written (a full disk, no permission, a parent that is a file) stops the run with
+one line naming it and the reason, exit code 2; no half-written or temporary file stays behind.
 """
 
 EXPORT_HELP = """\
@@ -319,9 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "checkpoint model.pt")
     which.add_argument("--checkpoint", help="a checkpoint model.pt (as --model)")
     predict.add_argument("--images", required=True, help="folder of images")
+    predict.add_argument("--recursive", action="store_true",
+                         help="every image below --images too, heat maps under the same relative paths")
     predict.add_argument("--output-dir", default="predictions", help="(default %(default)s)")
     predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                          help="heat maps over the images (default); --no-overlay: raw maps as 16-bit PNGs")
+    predict.add_argument("--map-size", choices=MAP_SIZES, default="image",
+                         help="image: each map at its image's own size and aspect ratio (default); model: at "
+                              "the model's input size")
     predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                          help="for a checkpoint (default %(default)s; an ONNX model runs on the CPU)")
     predict.set_defaults(func=cmd_predict)
@@ -367,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--ray", metavar="ADDRESS", help="auto or HOST:PORT of a running Ray cluster")
     engine.add_argument("--gpus-per-job", type=float, default=1.0,
                         help="Ray: GPUs each job asks for on a GPU cluster (0.5: two jobs per GPU; default %(default)g)")
+    engine.add_argument("--retries", type=int, default=RAY_RETRIES,
+                        help="Ray: times a job runs again when its worker dies (default %(default)s)")
     engine.add_argument("--cpus-per-job", type=float,
                         help="Ray: CPUs each job asks for and its torch threads (default 1 with GPUs, else "
                              f"{DEFAULT_RAY_CPUS} or the largest node's CPUs if fewer)")

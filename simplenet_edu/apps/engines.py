@@ -9,7 +9,12 @@ record; the other jobs go on.
   two workers on two cores do not fight over them; on a machine with GPUs, worker ``i`` sees GPU
   ``i % n_gpus`` only. One worker runs the jobs in this process.
 - Ray: one task per job on an existing cluster, asking for ``gpus_per_job`` GPUs (a fraction shares a
-  GPU) when the cluster has GPUs, else ``cpus_per_job`` CPUs; results travel back to this process.
+  GPU) when the cluster has GPUs, else ``cpus_per_job`` CPUs; results travel back to this process. A
+  task whose worker process dies is run again, up to ``ray_retries`` times (:data:`RAY_RETRIES`),
+  then reported through ``lost``.
+
+A local worker ends itself when the process that started it is gone (killed outright, it cannot stop
+its pool), so a killed benchmark leaves no worker running its jobs.
 
 Nothing here imports torch at module level: a spawned worker sets its thread count before torch
 loads (:func:`_init_worker`), and the command line reads :data:`DEFAULT_RAY_CPUS` for its help.
@@ -18,6 +23,8 @@ loads (:func:`_init_worker`), and the command line reads :data:`DEFAULT_RAY_CPUS
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -25,6 +32,8 @@ from ..utils.errors import InputError
 
 RAY_INSTALL = 'pip install -e ".[cluster]" in the repository (or pip install "ray[default]")'
 DEFAULT_RAY_CPUS = 2              # CPUs a job asks for on a cluster without GPUs
+RAY_RETRIES = 2                   # times a Ray job runs again after its worker died
+PARENT_CHECK_S = 1.0              # how often a local worker checks that its parent is alive
 
 Task = Callable[[dict], dict]
 Lost = Callable[[dict, str, BaseException], dict]
@@ -71,8 +80,18 @@ def _in_process(task: Task, specs: list[dict]) -> Iterator[tuple[int, dict]]:
         yield index, task(spec)
 
 
-def _init_worker(threads: int, gpus) -> None:
-    """Start of a local worker process, before it imports torch: its thread count and its GPU."""
+def _exit_with(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it died and this one was adopted)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
+def _init_worker(threads: int, gpus, parent: int | None = None) -> None:
+    """Start of a local worker process, before it imports torch: its thread count and its GPU, and a
+    watch on ``parent``: a worker whose benchmark was killed ends instead of running on alone."""
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -94,7 +113,8 @@ def _local_pool(task: Task, lost: Lost, specs: list[dict], workers: int, threads
         queue = context.Queue()
         for i in range(workers):
             queue.put(gpus[i % len(gpus)])
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, queue))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, queue, os.getpid()))
     futures = {pool.submit(task, spec): index for index, spec in enumerate(specs)}
     finished = False
     try:
@@ -164,9 +184,12 @@ def connect_ray(address: str):
     return ray, True
 
 
-def _ray_tasks(ray, task: Task, lost: Lost, specs: list[dict], options: dict) -> Iterator[tuple[int, dict]]:
+def _ray_tasks(ray, task: Task, lost: Lost, specs: list[dict], options: dict,
+               retries: int = RAY_RETRIES) -> Iterator[tuple[int, dict]]:
     threads = max(1, int(options["num_cpus"]))
-    remote = ray.remote(task).options(max_retries=1, **options)
+    # max_retries counts only system failures (a dead worker, a lost node): a job's own error is
+    # already a record, returned normally.
+    remote = ray.remote(task).options(max_retries=retries, **options)
     refs = {remote.remote({**spec, "threads": threads}): index for index, spec in enumerate(specs)}
     try:
         while refs:
@@ -176,7 +199,7 @@ def _ray_tasks(ray, task: Task, lost: Lost, specs: list[dict], options: dict) ->
                 try:
                     record = ray.get(ref)
                 except ray.exceptions.RayError as error:  # the worker died, the node was lost, ...
-                    record = lost(specs[index], "Ray task failed", error)
+                    record = lost(specs[index], f"Ray task failed ({retries + 1} attempts)", error)
                 yield index, record
     finally:
         for ref in refs:  # interrupted: do not leave our jobs running on the cluster
@@ -184,7 +207,9 @@ def _ray_tasks(ray, task: Task, lost: Lost, specs: list[dict], options: dict) ->
 
 
 def _ray_engine(task: Task, lost: Lost, specs: list[dict], address: str, device: str, gpus_per_job: float,
-                cpus_per_job: float | None) -> Engine:
+                cpus_per_job: float | None, retries: int = RAY_RETRIES) -> Engine:
+    if not (isinstance(retries, int) and retries >= 0):
+        raise InputError("--retries", f"must be a whole number >= 0, got {retries!r}")
     ray, started = connect_ray(address)
     try:
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
@@ -194,8 +219,9 @@ def _ray_engine(task: Task, lost: Lost, specs: list[dict], address: str, device:
             ray.shutdown()
         raise
     asks = ", ".join(f"{v:g} {k.removeprefix('num_').upper()}" for k, v in options.items())
-    return Engine(f"Ray ({len(nodes)} node(s)), one task per job asking for {asks}",
-                  _ray_tasks(ray, task, lost, specs, options), ray if started else None)
+    retried = f"run again up to {retries} time{'s' * (retries != 1)}" if retries else "not run again"
+    return Engine(f"Ray ({len(nodes)} node(s)), one task per job asking for {asks}, {retried} if its worker dies",
+                  _ray_tasks(ray, task, lost, specs, options, retries), ray if started else None)
 
 
 # ------------------------------------------------------------------ choosing one
@@ -203,13 +229,13 @@ def _ray_engine(task: Task, lost: Lost, specs: list[dict], address: str, device:
 
 def open_engine(task: Task, lost: Lost, specs: list[dict], device: str = "auto", workers: int = 1,
                 ray_address: str | None = None, gpus_per_job: float = 1.0,
-                cpus_per_job: float | None = None) -> Engine:
+                cpus_per_job: float | None = None, ray_retries: int = RAY_RETRIES) -> Engine:
     """The engine for ``specs``: Ray with ``ray_address``, else ``workers`` local processes (one: this
     process). ``device`` is the configuration's: ``"cpu"`` keeps the jobs off the GPUs."""
     if not specs:
         return Engine("nothing to run", _in_process(task, []))
     if ray_address is not None:
-        return _ray_engine(task, lost, specs, ray_address, device, gpus_per_job, cpus_per_job)
+        return _ray_engine(task, lost, specs, ray_address, device, gpus_per_job, cpus_per_job, ray_retries)
     n = min(workers, len(specs))
     if n == 1:
         return Engine("this process", _in_process(task, specs))

@@ -20,7 +20,7 @@ from .stage_figures import (heatmap_overlay, plot_distributions, plot_feature_ma
 __all__ = [
     # results (here)
     "course_style", "plot_examples", "save_examples_figure", "plot_score_histograms", "plot_roc", "plot_pr",
-    "plot_pro_curve", "plot_per_defect", "plot_training_history", "plot_checkpoints",
+    "plot_pro_curve", "plot_per_defect", "plot_training_history", "plot_checkpoints", "map_on_image",
     # images and stages (stage_figures)
     "heatmap_overlay", "plot_images", "plot_heatmaps", "plot_feature_maps", "plot_patch_grid",
     "plot_receptive_fields", "plot_patch_pca", "plot_pca_clouds", "plot_distributions", "plot_truncated_l1",
@@ -67,6 +67,25 @@ def plot_examples(result, n: int = 6, vmin: float | None = None, vmax: float | N
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def map_on_image(amap, image, model) -> np.ndarray:
+    """A map of the model's input back onto the photograph it came from, pixel for pixel.
+
+    ``amap [H, W]``: one map of ``model.predict`` (the model's input, the image resized to
+    ``model.resize_shape`` and centre-cropped to ``model.image_shape``); ``image``: the original,
+    ``[H0, W0, 3]`` (or ``[H0, W0]``), or its ``(H0, W0)``; ``model``: anything with those two shapes
+    (a trained model, an ``OnnxModel``). Returns ``[H0, W0]`` float32, NaN on the margin the crop cut
+    away (not scored; ``imshow`` leaves NaN transparent), so that
+    ``ax.imshow(photo); ax.imshow(map_on_image(maps[0], photo, model), cmap="jet", alpha=0.5)``
+    lays the map on the photograph. ``predict`` draws its heat maps the same way
+    (:func:`simplenet_edu.deploy.heatmaps.map_to_image`).
+    """
+    from ..deploy.heatmaps import map_to_image
+
+    amap = amap.detach().cpu().numpy() if hasattr(amap, "detach") else np.asarray(amap)
+    shape = tuple(image) if isinstance(image, tuple) else np.shape(image)[:2]
+    return map_to_image(amap, shape, model.resize_shape, model.image_shape)
 
 
 def save_examples_figure(result, path: str | Path, n: int = 6) -> Path:

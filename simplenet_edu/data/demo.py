@@ -11,9 +11,9 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..utils.errors import InputError
+from ..utils.errors import InputError, WriteError
 
-from ..utils.atomic import replace_folder, temp_name
+from ..utils.atomic import make_folder, replace_folder, temp_name, write_reason
 
 
 DEMO_CATEGORIES = ("brick", "gravel", "grass")
@@ -207,12 +207,16 @@ def make_demo_dataset(
     if target.exists() and marker is None and not overwrite:
         problem = "exists but is not a demo set made here (no .complete file); overwrite=True replaces it"
         raise InputError(target, problem)
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)
     built = temp_name(root, category)
     try:
         _write_demo(built, category, seed, image_size, counts)
         (built / _MARKER).write_text(json.dumps(recipe, sort_keys=True) + "\n")
         replace_folder(built, target)
+    except OSError as error:   # a full disk, no permission: one line, and the half-built folder goes
+        if error.errno is None:
+            raise
+        raise WriteError(target, f"cannot write: {write_reason(error, error.filename or target)}") from error
     finally:
         shutil.rmtree(built, ignore_errors=True)  # still there only if something failed
     return target

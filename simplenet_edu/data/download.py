@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ..utils.atomic import replace_folder, temp_name
-from ..utils.errors import InputError
+from ..utils.atomic import check_writable, make_folder, replace_folder, temp_name, write_reason
+from ..utils.errors import InputError, WriteError
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -40,7 +40,11 @@ def _fetch(url: str, destination: Path, sha256: str | None, progress: bool) -> N
             bytes_bar = dict(unit="B", unit_scale=True, unit_divisor=1024)
             with tqdm(total=total, desc="MVTec AD", disable=not progress, **bytes_bar) as bar:
                 while chunk := response.read(1 << 20):
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as error:   # a full disk, not the network
+                        raise WriteError(destination.parent, "cannot write the download: "
+                                                             f"{write_reason(error, destination)}") from error
                     digest.update(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
@@ -65,6 +69,10 @@ def _extract(archive: Path, destination: Path, categories: list[str], source: st
                     tar.extract(member, destination, filter="data")  # "data" also refuses links out
     except (tarfile.TarError, lzma.LZMAError, EOFError) as error:
         raise InputError(source, f"cannot unpack the archive ({error})") from error
+    except OSError as error:   # reading the archive is local: a failure here is the disk's
+        if error.errno is None:
+            raise
+        raise WriteError(destination.parent, f"cannot unpack the archive: {write_reason(error, destination)}") from error
     for category in categories:
         if not (destination / category / "train" / "good").is_dir():
             raise InputError(source, f"the archive has no {category}/train/good/ folder")
@@ -99,7 +107,8 @@ def download_mvtec(
     if url is None:
         url, sha256 = MVTEC_URL, sha256 or MVTEC_SHA256
 
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)
+    check_writable(root, folder=True)
     archive = temp_name(root, "mvtec-archive")
     unpacked = temp_name(root, "mvtec-extract")
     try:

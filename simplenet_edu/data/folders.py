@@ -211,7 +211,8 @@ def iter_images(folder: str | Path, image_size: Size, crop_size: Size | None = N
     """Each image of ``folder`` (or each of ``paths``), in name order, as ``(path, image)`` with ``image``
     ``[3, H, W]`` float32 in [0, 1], or ``(path, error)`` with the :class:`InputError` saying why it
     could not be read: one broken file does not stop the others. For scoring a folder, where a bad
-    image is reported beside the results (``simplenet-edu predict``).
+    image is reported beside the results (``simplenet-edu predict`` reads with its torch-free twin,
+    :func:`simplenet_edu.deploy.runtime.iter_images`).
 
     The sizes and the folder (it must exist and hold images) are checked at the call, not at the
     first item; the images are read one at a time as the iterator is consumed.

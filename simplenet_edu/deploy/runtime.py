@@ -7,6 +7,7 @@ file, not the training stack.
 >>> model = OnnxModel("model.onnx")                                   # doctest: +SKIP
 >>> image = read_image("part.png", model.resize_shape, model.image_shape)   # [3, H, W] in [0, 1]
 >>> scores, maps = model.predict(image[None])                         # [1], [1, H, W]
+>>> on_photo = model.map_to_image(maps[0], read_original("part.png").shape[:2])   # [H0, W0]
 
 The ``.onnx`` file carries everything else in its metadata (``OnnxModel.metadata``): the training
 configuration, the input shapes, the thresholds from held-out normal images (and the F1 threshold
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..utils.errors import InputError
-from .heatmaps import Calibration
+from .heatmaps import Calibration, map_to_image
 
 ONNX_FORMAT = "simplenet-edu-onnx"
 ONNX_VERSION = 1
@@ -48,19 +49,49 @@ INSTALL_HINT = 'pip install "simplenet-edu[onnx]"'
 # pixels; a change to one must be made to the other.
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly inside ``folder``, by name (hidden files skipped); :class:`InputError`
-    when the folder is missing or holds none."""
-    folder = Path(folder)
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _check_folder(folder: Path) -> None:
     if not folder.exists():
         raise InputError(folder, "folder not found")
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
-    paths = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _walk(folder: Path, skip: Sequence[str | os.PathLike]) -> Iterator[tuple[Path, list[str]]]:
+    """``(sub-folder, its image file names)`` for every folder below ``folder`` (itself first), hidden
+    folders, the folders of ``skip`` and links to folders left out."""
+    skipped = {Path(s).resolve() for s in skip}
+    for current, folders, files in os.walk(folder):
+        here = Path(current)
+        folders[:] = sorted(d for d in folders if not d.startswith(".") and (here / d).resolve() not in skipped)
+        yield here, sorted(f for f in files if _is_image(f) and (here / f).is_file())
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = False,
+                skip: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """The image files directly inside ``folder``, by name (hidden files skipped); with ``recursive``,
+    every image below it too (hidden folders and those of ``skip`` left out), sorted by their path
+    below ``folder``. :class:`InputError` when the folder is missing or holds none."""
+    folder = Path(folder)
+    _check_folder(folder)
+    if recursive:
+        paths = sorted(here / name for here, names in _walk(folder, skip) for name in names)
+    else:
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p.name))
     if not paths:
-        raise InputError(folder, f"no images here (looked for {' '.join(IMAGE_EXTENSIONS)})")
+        where = "in it or below it" if recursive else "here"
+        raise InputError(folder, f"no images {where} (looked for {' '.join(IMAGE_EXTENSIONS)})")
     return paths
+
+
+def folders_with_images(folder: str | os.PathLike, skip: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """The folders below ``folder`` (not itself) that hold images: what ``list_images(folder)`` leaves out
+    without ``recursive``."""
+    folder = Path(folder)
+    return [here for here, names in _walk(folder, skip) if names and here != folder]
 
 
 def _open(path: Path) -> Image.Image:
@@ -87,26 +118,40 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str | os.PathLike, resize_shape: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
-    """One image file as the model's input ``[3, H, W]`` float32 in [0, 1]: resized (bilinear) to
-    ``resize_shape = (height, width)``, then its centre cut to ``image_shape = (H, W)``."""
+def _model_input(rgb: Image.Image, resize_shape: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
     (height, width), (crop_h, crop_w) = tuple(resize_shape), tuple(image_shape)
-    image = _to_rgb(_open(Path(path))).resize((width, height), Image.Resampling.BILINEAR)
+    image = rgb.resize((width, height), Image.Resampling.BILINEAR)
     if (crop_h, crop_w) != (height, width):
         top, left = (height - crop_h) // 2, (width - crop_w) // 2
         image = image.crop((left, top, left + crop_w, top + crop_h))
     return np.ascontiguousarray((np.asarray(image, dtype=np.float32) / 255).transpose(2, 0, 1))
 
 
+def read_image(path: str | os.PathLike, resize_shape: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+    """One image file as the model's input ``[3, H, W]`` float32 in [0, 1]: resized (bilinear) to
+    ``resize_shape = (height, width)``, then its centre cut to ``image_shape = (H, W)``."""
+    return _model_input(_to_rgb(_open(Path(path))), resize_shape, image_shape)
+
+
+def read_original(path: str | os.PathLike) -> np.ndarray:
+    """One image file as it is, in 8-bit RGB: ``[H0, W0, 3]`` uint8 (what heat maps are drawn on)."""
+    return np.asarray(_to_rgb(_open(Path(path))))
+
+
 def iter_images(folder: str | os.PathLike, resize_shape: Sequence[int], image_shape: Sequence[int],
-                paths: Sequence[str | os.PathLike] | None = None) -> Iterator[tuple[Path, np.ndarray | InputError]]:
+                paths: Sequence[str | os.PathLike] | None = None, originals: bool = False) -> Iterator[tuple]:
     """``(path, image [3, H, W])`` for each image of ``folder`` (or of ``paths``), or ``(path, error)``
-    for a file that cannot be read: as :func:`simplenet_edu.data.iter_images`, in numpy."""
+    for a file that cannot be read: as :func:`simplenet_edu.data.iter_images`, in numpy, one file read
+    at a time. With ``originals``, ``(path, image, original [H0, W0, 3] uint8)`` (``original`` ``None``
+    beside an error): each file is decoded once for both."""
     for path in (list_images(folder) if paths is None else [Path(p) for p in paths]):
         try:
-            yield path, read_image(path, resize_shape, image_shape)
+            rgb = _to_rgb(_open(path))
+            image = _model_input(rgb, resize_shape, image_shape)
         except InputError as error:
-            yield path, error
+            yield (path, error, None) if originals else (path, error)
+            continue
+        yield (path, image, np.asarray(rgb)) if originals else (path, image)
 
 
 # ------------------------------------------------------------------ the model
@@ -179,3 +224,8 @@ class OnnxModel:
             scores.append(s)
             maps.append(m)
         return np.concatenate(scores), np.concatenate(maps)
+
+    def map_to_image(self, amap: np.ndarray, original_hw: Sequence[int]) -> np.ndarray:
+        """One map of :meth:`predict` (``[H, W]``) back onto its original image: ``[H0, W0]``, NaN on the
+        margin the crop cut away (:func:`~simplenet_edu.deploy.heatmaps.map_to_image`)."""
+        return map_to_image(amap, original_hw, self.resize_shape, self.image_shape)

@@ -7,6 +7,10 @@ of theirs. Bugs in the library stay ordinary exceptions with their traceback.
 
 A check that finds several mistakes at once (:func:`simplenet_edu.data.check_dataset`) raises
 :class:`InputErrors`: still an :class:`InputError`, with one line per mistake.
+
+A file that cannot be written (a full disk, no permission, a parent of the path that is a file)
+raises :class:`WriteError`: the same one line, naming the path and the reason, the same exit code 2
+(:mod:`simplenet_edu.utils.atomic` raises it and leaves nothing half-written behind).
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class InputErrors(InputError):
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+class WriteError(InputError):
+    """A file or folder that could not be written, in one line: the path and why (``no space left on
+    device``, ``permission denied``, ``read-only file system``, ``<parent> is a file, not a folder``)."""
 
 
 class DataWarning(UserWarning):
