@@ -76,15 +76,61 @@ def test_course_data_names_the_variable_when_the_folder_is_wrong(env, tmp_path):
         course.course_data()
 
 
-def test_quick_mode_paints_the_small_demo_set_under_home(env, tmp_path):
-    env.setenv("SIMPLENET_EDU_QUICK", "1")
+def test_course_data_is_the_shipped_real_set_by_default(env):
     root = course.course_data()
+    assert root == course.shipped_data() and root.name == course.COURSE_SET
+    assert root.parent.name == "data" and (root.parent.parent / "pyproject.toml").is_file()
+    test = data.MVTecDataset(root, "test", image_size=64)
+    assert len(data.MVTecDataset(root, "train", image_size=64)) == 28
+    assert sorted(set(test.defect_types)) == ["colour", "good"]
+    assert test.defect_types.count("good") == 6 and test.defect_types.count("colour") == 17
+
+
+def test_demo_data_paints_the_small_texture_set_under_home(env, tmp_path):
+    env.setenv("SIMPLENET_EDU_QUICK", "1")
+    root = course.demo_data()
     assert root == tmp_path / "data" / "demo-quick" / "brick"
     train = data.MVTecDataset(root, "train", image_size=course.DEMO_QUICK["image_size"])
     assert len(train) == 20
     assert data.load_image(train.paths[0], 128).shape == (3, 128, 128)
     test = data.MVTecDataset(root, "test", image_size=128)
     assert len(test) == 8 + 4 * 3
+
+
+def test_painted_data_adds_one_painted_copy_of_each_normal_test_image_per_defect(env, tmp_path, tiny_set):
+    env.setenv("SIMPLENET_EDU_DATA", str(tiny_set))
+    root = course.painted_data(defects=("hole", "scratch"))
+    assert root == tmp_path / "data" / "painted" / tiny_set.name
+    good = data.list_images(tiny_set / "test" / "good")                     # one normal test image
+    test = data.MVTecDataset(root, "test", image_size=64)
+    assert test.defect_types.count("painted_hole") == test.defect_types.count("painted_scratch") == len(good) == 1
+    assert test.defect_types.count("hole") == 1, "the source's own defect folders are kept"
+    original = data.load_image(good[0], 64)
+    for defect in ("hole", "scratch"):
+        painted = data.load_image(root / "test" / f"painted_{defect}" / f"{good[0].stem}.png", 64)
+        mask = test[test.defect_types.index(f"painted_{defect}")]["mask"]
+        assert 0.002 < mask.mean().item() < 0.08, "a painted defect covers 0.5 % to 5 % of the image"
+        changed = (painted - original).abs().amax(0) > 0.1                   # [64, 64]
+        assert changed[mask == 0].float().mean() < 0.02, "the copy differs from its normal image at the defect only"
+        assert changed[mask == 1].float().mean() > 0.3
+    files = {p.relative_to(root): p.read_bytes() for p in root.rglob("*.png")}
+    mtime = (root / ".complete").stat().st_mtime_ns
+    assert course.painted_data(defects=("hole", "scratch")) == root and (root / ".complete").stat().st_mtime_ns == mtime
+    again = course.painted_data(defects=("hole", "scratch"), seed=0)
+    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*.png")} == files, "same seed, same files"
+    course.painted_data(defects=("hole",), seed=1)                           # another recipe: made again
+    assert not (root / "test" / "painted_scratch").exists()
+
+
+def test_painted_data_refuses_unknown_defects_and_a_set_without_normal_test_images(env, tmp_path, tiny_set):
+    with pytest.raises(InputError, match="defects.*crack, hole, scratch, stain.*'dent'"):
+        course.painted_data(tiny_set, defects=("dent",))
+    bare = tmp_path / "bare"
+    (bare / "train" / "good").mkdir(parents=True)
+    for path in data.list_images(tiny_set / "train" / "good"):
+        (bare / "train" / "good" / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(InputError, match="test/good"):
+        course.painted_data(bare)
 
 
 def test_cache_key_changes_with_config_and_data_but_not_device(tiny_set, tmp_path):
@@ -178,9 +224,9 @@ def test_settings_table_reads_the_presets(env):
     env.setenv("SIMPLENET_EDU_QUICK", "1")
     header, quick_row, default_row, paper_row = course.settings_table().splitlines()
     quick, default, paper = SimpleNetConfig.quick(), SimpleNetConfig(), SimpleNetConfig.paper()
-    assert header.split()[:3] == ["setting", "data", "input"]
+    assert header.split()[:3] == ["setting", "input", "backbone"]
     assert quick_row.startswith("SIMPLENET_EDU_QUICK=1") and quick_row.endswith("<- this session")
-    assert f"{quick.steps} steps of {quick.batch_size} patches" in quick_row and "20 train, 128 px" in quick_row
+    assert f"{quick.steps} steps of {quick.batch_size} patches" in quick_row and " 128 px " in quick_row
     assert f" {default.adaptor} " in default_row and f" {default.loss} " in default_row and "<-" not in default_row
     assert f"{paper.epochs} passes of {paper.batch_size} patches" in paper_row
     assert "329 px -> crop 288 px" in paper_row and "0.015 (absolute)" in paper_row

@@ -1,16 +1,22 @@
 """What every notebook of the course shares: which images, which settings, and one trained model.
 
+The course runs on a real data set that ships with the repository, ``data/hazelnut_toy`` (Intel, CC
+BY 4.0; ``data/README.md``): 28 normal training images of hazelnuts, 6 normal test images and 17 with a
+blue-stain defect (``colour``), with pixel masks. :func:`painted_data` adds defects of known shape
+(a crack, a hole, a scratch, a stain) painted on copies of its normal test images, for the lessons
+that need more than one defect type; :func:`demo_data` paints a whole set on a texture photograph.
+
 Three environment variables switch the whole course at once, so no notebook needs editing:
 
-- ``SIMPLENET_EDU_QUICK=1``: a tiny demo set (128 px, 20 training images) and
-  ``SimpleNetConfig.quick()``; each notebook runs in about a minute on a laptop CPU. CI uses it.
+- ``SIMPLENET_EDU_QUICK=1``: ``SimpleNetConfig.quick()`` (128 px, 300 steps); the quick course
+  that CI runs, each notebook in well under two minutes on two CPU cores.
 - ``SIMPLENET_EDU_PAPER=1``: the paper's configuration (Wide-ResNet50, 288 px crops, 160 passes);
   practical on a GPU only, and its backbone weights must be downloadable once.
 - ``SIMPLENET_EDU_DATA=/path/to/mvtec/hazelnut``: your own MVTec-layout category folder instead of
-  the painted demo set.
+  ``hazelnut_toy``.
 
-Data and cached models live under ``<home>/data`` where ``<home>`` is ``SIMPLENET_EDU_HOME``, else
-the repository checkout (when the package is installed in editable mode), else the current folder.
+Painted data and cached models live under ``<home>/data`` where ``<home>`` is ``SIMPLENET_EDU_HOME``,
+else the repository checkout (when the package is installed in editable mode), else the current folder.
 
 The last three functions are small analyses the notebooks need and the method itself does not:
 which patches a mask covers, nearest-neighbour distances, and a gradient picture of a receptive field.
@@ -22,11 +28,14 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .. import data as data_lib
 from ..core import registry
@@ -35,20 +44,26 @@ from ..core.fitted import FittedModel
 from ..core.registry import kind_of
 from ..evaluation.report import budget_text, input_text, noise_text
 from ..simplenet.config import SimpleNetConfig
+from ..utils.atomic import replace_folder, temp_name
 from ..utils.errors import InputError
 from .baselines import nearest_distances
 
 __all__ = [
-    "DEMO_FULL", "DEMO_QUICK", "PAPER_MVTEC_AD", "TRAINING_CODE", "cache_key", "cache_path", "course_config",
-    "course_data", "course_home", "course_model", "course_supersimplenet_config", "folder_tree",
-    "nearest_distances", "paper_mode", "patch_labels", "quick_mode", "receptive_field", "settings_table",
-    "training_code_version",
+    "COURSE_SET", "DEMO_FULL", "DEMO_QUICK", "PAINTED_DEFECTS", "PAPER_MVTEC_AD", "TRAINING_CODE", "cache_key",
+    "cache_path", "course_config", "course_data", "course_home", "course_model", "course_supersimplenet_config",
+    "demo_data", "folder_tree", "nearest_distances", "painted_data", "paper_mode", "patch_labels", "quick_mode",
+    "receptive_field", "settings_table", "shipped_data", "training_code_version",
 ]  # fmt: skip
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
-# The demo sets the course paints when SIMPLENET_EDU_DATA is not set. The quick one is small enough
-# that features, training and evaluation together take well under a minute on two CPU cores.
+# The real set the course runs on, shipped in the repository's data/ folder.
+COURSE_SET = "hazelnut_toy"
+# The defects painted_data() adds, one test folder each (the painters of data.demo).
+PAINTED_DEFECTS = data_lib.DEMO_DEFECTS
+_PAINTED_VERSION = 1  # bump when the painting changes, so that old painted folders are made again
+# The painted texture sets of demo_data(); the quick one is small enough that features, training and
+# evaluation together take well under a minute on two CPU cores.
 DEMO_FULL = dict(image_size=256, n_train=40, n_test_good=12, n_test_per_defect=6)
 DEMO_QUICK = dict(image_size=128, n_train=20, n_test_good=8, n_test_per_defect=3)
 
@@ -72,22 +87,33 @@ def paper_mode() -> bool:
     return _flag("SIMPLENET_EDU_PAPER")
 
 
+def _checkout() -> Path:
+    """The repository checkout this package runs from (an editable install), or the current folder."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
 def course_home() -> Path:
-    """The folder whose ``data/`` holds the demo sets and the model cache."""
+    """The folder whose ``data/`` holds the painted sets and the model cache."""
     if os.environ.get("SIMPLENET_EDU_HOME"):
         return Path(os.environ["SIMPLENET_EDU_HOME"]).expanduser()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout
-    return Path.cwd()
+    return _checkout()
+
+
+def shipped_data() -> Path:
+    """``data/hazelnut_toy`` of the repository: the real set the course runs on (checked)."""
+    root = _checkout() / "data" / COURSE_SET
+    if not (root / "train" / "good").is_dir():
+        raise InputError(root, "the course's data set ships with the repository checkout; run the course from "
+                               "a clone, or set SIMPLENET_EDU_DATA to an MVTec-layout category folder")
+    return data_lib.check_mvtec_folder(root)
 
 
 def course_data() -> Path:
     """The MVTec-layout category folder the notebooks use.
 
-    ``SIMPLENET_EDU_DATA`` when set (checked: it must hold ``train/good``); otherwise the painted
-    demo set under ``<home>/data/demo`` (``<home>/data/demo-quick`` in quick mode), made on first use
-    in a second or two and reused after.
+    ``SIMPLENET_EDU_DATA`` when set (checked: it must hold ``train/good``); otherwise the real set
+    ``data/hazelnut_toy`` that ships with the repository (:func:`shipped_data`).
     """
     chosen = os.environ.get("SIMPLENET_EDU_DATA")
     if chosen:
@@ -95,9 +121,77 @@ def course_data() -> Path:
             return data_lib.check_mvtec_folder(Path(chosen).expanduser())
         except InputError as error:
             raise InputError("SIMPLENET_EDU_DATA", str(error)) from None
+    return shipped_data()
+
+
+def demo_data(category: str = "brick") -> Path:
+    """A whole set painted on a texture photograph (``data.make_demo_dataset``): ``DEMO_QUICK`` in quick
+    mode, ``DEMO_FULL`` otherwise, under ``<home>/data/demo-quick`` or ``<home>/data/demo``; made on first
+    use in a second or two and reused after."""
     if quick_mode():
-        return data_lib.make_demo_dataset(course_home() / "data" / "demo-quick", "brick", **DEMO_QUICK)
-    return data_lib.make_demo_dataset(course_home() / "data" / "demo", "brick", **DEMO_FULL)
+        return data_lib.make_demo_dataset(course_home() / "data" / "demo-quick", category, **DEMO_QUICK)
+    return data_lib.make_demo_dataset(course_home() / "data" / "demo", category, **DEMO_FULL)
+
+
+def _source_files(root: Path) -> list[list]:
+    """Every file below ``root`` as ``[relative path, size]``: what a painted copy is made from."""
+    return sorted([str(p.relative_to(root)), p.stat().st_size] for p in root.rglob("*")
+                  if p.is_file() and not p.name.startswith("."))
+
+
+def painted_data(data: str | Path | None = None, defects: tuple[str, ...] = PAINTED_DEFECTS, seed: int = 0) -> Path:
+    """``data`` (default :func:`course_data`) with painted defects added: a copy under
+    ``<home>/data/painted/<name>`` whose ``test/`` holds, beside the source's folders, one folder
+    ``painted_<defect>`` per defect of ``defects``, each with that defect painted on every normal test
+    image (same file stem, saved as PNG) and its mask under ``ground_truth/``.
+
+    The training images are the same, so a model trained on ``data`` is evaluated on this folder as
+    it is. Each painted image is the copy of a normal test image that differs only by the defect: a
+    controlled test of which defects the model sees. The painters are ``data.demo``'s (each defect
+    covers 0.5 % to 5 % of the image); the same seed gives the same files. Made on first use (a few
+    seconds), reused while the source files and the recipe stay the same.
+    """
+    from ..simplenet.validation import paint   # the painters on an image tensor [3, H, W]
+
+    source = course_data() if data is None else data_lib.check_mvtec_folder(Path(data).expanduser())
+    unknown = sorted(set(defects) - set(PAINTED_DEFECTS))
+    if unknown or not defects:
+        raise InputError("defects", f"choose from {', '.join(PAINTED_DEFECTS)}, got {list(defects)!r}")
+    good = source / "test" / "good"
+    normal = data_lib.list_images(good) if good.is_dir() else []
+    if not normal:
+        raise InputError(source, "painted_data paints on the normal test images, and test/good has none")
+    recipe = {"version": _PAINTED_VERSION, "source": str(source.resolve()), "files": _source_files(source),
+              "defects": list(defects), "seed": seed}
+    parent = course_home() / "data" / "painted"
+    target = parent / source.name
+    try:
+        if json.loads((target / ".complete").read_text()) == recipe:
+            return target
+    except (OSError, ValueError):
+        pass
+    parent.mkdir(parents=True, exist_ok=True)
+    built = temp_name(parent, source.name)
+    try:
+        shutil.copytree(source, built)
+        for k, defect in enumerate(defects):
+            kind = f"painted_{defect}"                               # never a name the source uses
+            (built / "test" / kind).mkdir()
+            (built / "ground_truth" / kind).mkdir(parents=True)
+            for index, path in enumerate(normal):
+                rng = np.random.default_rng([seed, k, index])      # one stream per (defect, image)
+                with Image.open(path) as opened:
+                    pixels = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255   # [H, W, 3]
+                painted, mask = paint(torch.from_numpy(pixels).permute(2, 0, 1), defect, rng)
+                Image.fromarray((painted.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+                    built / "test" / kind / f"{path.stem}.png", compress_level=1)
+                Image.fromarray(mask.astype(np.uint8) * 255).save(
+                    built / "ground_truth" / kind / f"{path.stem}_mask.png")
+        (built / ".complete").write_text(json.dumps(recipe, sort_keys=True) + "\n")
+        replace_folder(built, target)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)   # still there only if something failed
+    return target
 
 
 def course_config(**overrides) -> SimpleNetConfig:
@@ -245,25 +339,17 @@ def folder_tree(root: str | Path, max_files: int = 2) -> str:
 
 def settings_table() -> str:
     """The course's three sizes as a text table, read from the presets themselves (so that a change of
-    default shows here): data, input, backbone, training budget, adaptor, loss and noise of
+    default shows here): input, backbone, training budget, adaptor, loss and noise of
     ``SimpleNetConfig.quick()``, ``SimpleNetConfig()`` and ``SimpleNetConfig.paper()``; the row this
-    session runs is marked with ``<-``."""
-    own = os.environ.get("SIMPLENET_EDU_DATA")
-
-    def data_of(demo):
-        if own:
-            return Path(own).name
-        return "your folder (SIMPLENET_EDU_DATA)" if demo is None else \
-            f"demo set, {demo['n_train']} train, {demo['image_size']} px"
-
+    session runs is marked with ``<-``. All three run on the same data (:func:`course_data`)."""
     current = "quick" if quick_mode() else "paper" if paper_mode() else "default"
-    rows = [("SIMPLENET_EDU_QUICK=1", "quick", SimpleNetConfig.quick(), DEMO_QUICK),
-            ("(nothing)", "default", SimpleNetConfig(), DEMO_FULL),
-            ("SIMPLENET_EDU_PAPER=1", "paper", SimpleNetConfig.paper(), DEMO_FULL)]
-    table = [("setting", "data", "input", "backbone", "budget", "adaptor", "loss", "noise sigma", "")]
-    for setting, name, config, demo in rows:
+    rows = [("SIMPLENET_EDU_QUICK=1", "quick", SimpleNetConfig.quick()),
+            ("(nothing)", "default", SimpleNetConfig()),
+            ("SIMPLENET_EDU_PAPER=1", "paper", SimpleNetConfig.paper())]
+    table = [("setting", "input", "backbone", "budget", "adaptor", "loss", "noise sigma", "")]
+    for setting, name, config in rows:
         budget = f"{budget_text(config)} of {config.batch_size} patches"
-        table.append((setting, data_of(demo), input_text(config), config.backbone, budget, config.adaptor,
+        table.append((setting, input_text(config), config.backbone, budget, config.adaptor,
                       config.loss, noise_text(config), "<- this session" if name == current else ""))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)

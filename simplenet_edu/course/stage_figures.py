@@ -1,9 +1,10 @@
 """The figures of images and of the method's stages, for the notebooks (matplotlib + seaborn).
 
 Images with their defects and heat maps, backbone feature maps, the patch grid and receptive fields,
-clouds of patch features, noise distributions, the truncated L1 loss, and a 2-D discriminator's view
-of the plane. The notebooks reach them through :mod:`simplenet_edu.course.viz`, which re-exports
-them beside the figures of results.
+clouds of patch features, noise distributions, the truncated L1 loss, a 2-D discriminator's view
+of the plane, and the discriminator's score against the distance from the normal features. The
+notebooks reach them through :mod:`simplenet_edu.course.viz`, which re-exports them beside the
+figures of results.
 """
 
 from __future__ import annotations
@@ -324,3 +325,29 @@ def plot_plane(discriminator, normal, fake, ax=None, extent=(-2.0, 2.0, -1.0, 2.
     if title is not None:
         ax.set_title(title, fontsize=9)
     return ax, inside
+
+
+def plot_shell(distances: dict, scores: dict, ax=None, max_points: int = 1500, seed: int = 0):
+    """Where the discriminator draws its boundary in the real features: each patch's distance to its
+    nearest normal training patch (x) against the discriminator's score ``D`` (y, high = normal), one
+    cloud of points per group, and the boundary ``D = 0`` as a dashed line.
+
+    ``distances`` and ``scores``: ``{name: [N]}`` with the same names and lengths (normal patches,
+    fakes at several sigmas, real defects...); at most ``max_points`` of each are drawn (a seeded
+    sample). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    rng = np.random.default_rng(seed)
+    for name, distance in distances.items():
+        x, y = _array(distance).ravel(), _array(scores[name]).ravel()
+        if x.shape != y.shape:
+            raise ValueError(f"{name}: {x.size} distances but {y.size} scores")
+        shown = rng.permutation(x.size)[:max_points]
+        ax.scatter(x[shown], y[shown], s=4, alpha=0.35, label=name)
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=1, label="boundary D = 0")
+    ax.set(xlabel="distance to the nearest normal training patch", ylabel="discriminator score D (high = normal)")
+    ax.legend(fontsize=8, markerscale=3)
+    return ax

@@ -15,7 +15,7 @@ import numpy as np
 
 from .stage_figures import (heatmap_overlay, plot_distributions, plot_feature_maps, plot_heatmaps, plot_images,
                             plot_patch_grid, plot_patch_pca, plot_pca_clouds, plot_plane, plot_receptive_fields,
-                            plot_truncated_l1)
+                            plot_shell, plot_truncated_l1)
 
 __all__ = [
     # results (here)
@@ -24,7 +24,7 @@ __all__ = [
     # images and stages (stage_figures)
     "heatmap_overlay", "plot_images", "plot_heatmaps", "plot_feature_maps", "plot_patch_grid",
     "plot_receptive_fields", "plot_patch_pca", "plot_pca_clouds", "plot_distributions", "plot_truncated_l1",
-    "plot_plane",
+    "plot_plane", "plot_shell",
 ]
 
 
