@@ -12,6 +12,7 @@ from simplenet_edu.simplenet.anomaly_generator_painted import (
     nearest_distances,
     normal_distance_threshold,
     paint_images,
+    paint_training_set,
     painted_cells,
     select_cells,
 )
@@ -104,3 +105,26 @@ def test_texture_masks_cover_a_bounded_share():
     generator = torch.Generator().manual_seed(0)
     shares = [blob_mask(64, 64, generator).float().mean().item() for _ in range(20)]
     assert all(0.005 <= share <= 0.4 for share in shares)
+
+
+def test_paint_training_set_reads_clean_features_from_the_bank_and_restricts_to_folds():
+    images = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    calls = []
+
+    def extract(batch):               # a 2 x 2 grid of 3-d "features": each cell's mean colour
+        calls.append(len(batch))
+        return torch.nn.functional.avg_pool2d(batch, 8).flatten(2).transpose(1, 2)
+
+    bank = {0: extract(images[:1])[0], 3: extract(images[3:4])[0]}
+    calls.clear()
+    painting = paint_training_set(lambda idx: images[idx], extract, [0, 1, 2, 3, 4], (2, 2), seed=0,
+                                  clean=bank.get, batch_size=4)
+    # Two batches (4 + 1 images): each painted, then the images not in the bank extracted as they are.
+    assert calls == [4, 2, 1, 1]
+    assert torch.allclose(painting.clean, extract(images))
+    assert painting.painted.shape == (5, 4, 3) and painting.masks.shape == (5, 16, 16)
+    again = paint_training_set(lambda idx: images[idx], extract, [0, 1, 2, 3, 4], (2, 2), seed=0, batch_size=2)
+    assert torch.equal(again.painted, painting.painted)     # one random stream, whatever the batch size
+    cells = painting.cells([1, 3], r=1.0, seed=0)
+    # Only the copies of images 1 and 3: at most their 8 cells, split into normal and fake ones.
+    assert len(cells.normals) + len(cells.fakes) <= 8

@@ -26,6 +26,7 @@ default's 0.904 (``results/default_sweep.md``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,12 +106,14 @@ def paint_texture(image: torch.Tensor, generator: torch.Generator) -> tuple[torc
     return (painted * 255).round() / 255, mask
 
 
-def paint_images(images: torch.Tensor, seed: int, painter_share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def paint_images(images: torch.Tensor, seed: int = 0, painter_share: float = 0.5,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One painted copy of each of ``images [N, 3, H, W]`` in ``[0, 1]``: ``(painted [N, 3, H, W],
     masks [N, H, W] bool)``. Each image gets, with probability ``painter_share``, one of the demo
     set's defects (crack, hole, scratch, stain: :func:`~.validation.paint`), else a blended texture
-    (:func:`paint_texture`). The same seed paints the same copies."""
-    generator = torch.Generator().manual_seed(seed)
+    (:func:`paint_texture`). The same seed paints the same copies; ``generator`` (instead of
+    ``seed``) continues one random stream over several calls."""
+    generator = generator or torch.Generator().manual_seed(seed)
     painted, masks = [], []
     for image in images:
         image = image.float()
@@ -216,3 +219,58 @@ def painted_cells(clean: torch.Tensor, painted: torch.Tensor, masks: torch.Tenso
     painted_enough = int((coverage >= 0.5).sum())
     return PaintedCells(normals=painted[normal], fakes=painted[fake], tau=tau,
                         kept=int(fake.sum()) / painted_enough if painted_enough else 0.0)
+
+
+@dataclass
+class PaintingSet:
+    """Painted copies of training images and their features, made once per ``fit``.
+
+    Attributes:
+        images: the training image (its index in the training set) of each copy.
+        clean: ``[N, P, F]`` each image's patch features as it is.
+        painted: ``[N, P, F]`` the same after painting.
+        masks: ``[N, H, W]`` bool, the painted pixels.
+        grid: ``(h, w)``, the patch grid (``P = h * w``).
+    """
+
+    images: list[int]
+    clean: torch.Tensor
+    painted: torch.Tensor
+    masks: torch.Tensor
+    grid: tuple[int, int]
+
+    def cells(self, images: Sequence[int], r: float, seed: int, quantile: float = 0.95) -> PaintedCells:
+        """:func:`painted_cells` of the copies of ``images`` only (a model trained on some folds never
+        learns from a copy of an image it is calibrated on); their clean features set the normal distances."""
+        wanted = set(images)
+        rows = [i for i, image in enumerate(self.images) if image in wanted]
+        clean = self.clean[rows]
+        return painted_cells(clean, self.painted[rows], self.masks[rows], clean, self.grid, r, seed, quantile)
+
+
+def paint_training_set(load: Callable[[list[int]], torch.Tensor], extract: Callable[[torch.Tensor], torch.Tensor],
+                       images: Sequence[int], grid: tuple[int, int], seed: int,
+                       clean: Callable[[int], torch.Tensor | None] = lambda image: None,
+                       batch_size: int = 8, progress: bool = False) -> PaintingSet:
+    """One painted copy of each of the training ``images`` through the backbone (:func:`paint_images`, one
+    random stream from ``seed``): ``load(indices) -> [B, 3, H, W]``, ``extract(images) -> [B, P, F]``;
+    ``clean(image)``: its features ``[P, F]`` if already at hand (the bank), else ``None`` (extracted here)."""
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    clean_rows, painted_rows, masks = [], [], []
+    images = list(images)
+    for start in tqdm(range(0, len(images), batch_size), desc="painted fakes", disable=not progress, leave=False):
+        chunk = images[start:start + batch_size]
+        originals = load(chunk)
+        copies, chunk_masks = paint_images(originals, generator=generator)
+        painted_rows.append(extract(copies))
+        known = [clean(image) for image in chunk]
+        missing = [i for i, features in enumerate(known) if features is None]
+        if missing:
+            extracted = extract(originals[missing])
+            for i, features in zip(missing, extracted):
+                known[i] = features
+        clean_rows.append(torch.stack([features.to(painted_rows[-1].dtype) for features in known]))
+        masks.append(chunk_masks)
+    return PaintingSet(images, torch.cat(clean_rows), torch.cat(painted_rows), torch.cat(masks), grid)
