@@ -44,6 +44,7 @@ from .folders import (
     stack,
 )
 from .images import (
+    AUTO_ASPECT,
     IMAGE_EXTENSIONS,
     Size,
     _image_tensor,
@@ -53,12 +54,13 @@ from .images import (
     as_shape,
     aspect_shapes,
     input_shapes,
+    keeps_aspect,
     load_image,
 )
 
 __all__ = [
-    "DEMO_CATEGORIES", "DEMO_DEFECTS", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_PAGE", "MVTEC_SHA256",
+    "AUTO_ASPECT", "DEMO_CATEGORIES", "DEMO_DEFECTS", "IMAGE_EXTENSIONS", "MVTEC_CATEGORIES", "MVTEC_PAGE", "MVTEC_SHA256",
     "MVTEC_URL", "DatasetCheck", "ImageFolderDataset", "MVTecDataset", "Size", "as_shape", "aspect_shapes",
-    "check_dataset", "check_mvtec_folder", "download_mvtec", "input_shapes", "iter_images", "list_images",
+    "check_dataset", "check_mvtec_folder", "download_mvtec", "input_shapes", "iter_images", "keeps_aspect", "list_images",
     "load_image", "make_demo_dataset", "require_images", "split_holdout", "stack",
 ]  # fmt: skip

@@ -91,6 +91,24 @@ def input_shapes(image_size: Size, crop_size: Size | None = None) -> tuple[tuple
     return resize, crop
 
 
+# keep_aspect="auto" keeps the aspect ratio from a long side of 1.5 x the short one: on metal_plate strips
+# keeping it gained AUPRO at every ratio tried from 1.5 up (results/elongated_strips.md), on cookie
+# (1.33) it gained nothing (results/default_sweep.md).
+AUTO_ASPECT = 1.5
+
+
+def keeps_aspect(setting: bool | str, aspect: float, image_size: Size) -> bool:
+    """Whether a model keeps its training images' aspect ratio (``aspect``: median height / width).
+
+    ``setting`` ``True`` / ``False`` (a configuration's ``keep_aspect``) decides alone; ``"auto"`` keeps it
+    when the long side is at least :data:`AUTO_ASPECT` x the short one and ``image_size`` is one number
+    (a (height, width) pair already fixes the shape). Cookie's 576 x 768: 1.33, not kept; a 512 x 256 strip: kept.
+    """
+    if setting == "auto":
+        return isinstance(image_size, int) and max(aspect, 1 / aspect) >= AUTO_ASPECT
+    return bool(setting)
+
+
 def aspect_shapes(image_size: int, crop_size: int | None, aspect: float,
                   multiple: int = 16) -> tuple[tuple[int, int], tuple[int, int]]:
     """:func:`input_shapes` that keep an aspect ratio (``aspect`` = height / width of the images).
