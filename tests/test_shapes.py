@@ -158,7 +158,12 @@ def test_cli_keep_aspect_evaluate_and_predict(cookies, tmp_path, capsys):
     assert main(["--quiet", "predict", "--checkpoint", str(checkpoint), "--images", str(cookies / "test/broken"),
                  "--output-dir", str(out_dir), "--device", "cpu"]) == 0
     row = next(csv.DictReader((out_dir / "scores.csv").open()))
-    assert Image.open(out_dir / row["heatmap"]).size == (128, 176)  # PIL: width x height
+    assert Image.open(out_dir / row["heatmap"]).size == (576, 768)  # the photo's own size (PIL: width x height)
+    model_dir = tmp_path / "pred_model"
+    assert main(["--quiet", "predict", "--checkpoint", str(checkpoint), "--images", str(cookies / "test/broken"),
+                 "--output-dir", str(model_dir), "--device", "cpu", "--map-size", "model"]) == 0
+    row = next(csv.DictReader((model_dir / "scores.csv").open()))
+    assert Image.open(model_dir / row["heatmap"]).size == (128, 176)  # the kept-aspect model input
     capsys.readouterr()
 
 
