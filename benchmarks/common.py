@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import shlex
 import statistics
@@ -75,14 +76,18 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "simplenet_edu", "--quiet", *args]
 
 
-def run_evaluate(data: Path, seed: int, extra: list[str]) -> dict:
+def run_evaluate(data: Path, seed: int, extra: list[str], tree: Path | None = None) -> dict:
     """One ``simplenet-edu evaluate`` in a fresh process: its JSON report plus ``seed`` and ``wall_seconds``
-    (what a user waits for: start-up, data check, features, training, scoring, metrics)."""
+    (what a user waits for: start-up, data check, features, training, scoring, metrics). ``tree``: run
+    the package of another checkout instead (its ``simplenet_edu/`` first on the path), to time the code
+    of another commit beside this one."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "result.json"
         argv = cli("evaluate", "--data", str(data), "--seed", str(seed), "--output", str(output), *extra)
+        env = None if tree is None else {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
         start = time.perf_counter()
-        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=None if tree is None else tree)
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -38,8 +38,11 @@ def test_evaluate_writes_the_contracted_json(demo, tmp_path, capsys):
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "threshold_f1", "threshold_normal",
                 "n_train", "n_test", "seconds_features", "seconds_train", "ms_per_image_inference", "config"):
         assert key in report, key
-    # 10% of the 8 training images (rounded, at least one) is held out for the normal threshold.
-    assert (report["n_train"], report["n_holdout"], report["n_test"]) == (7, 1, 4 + 4 * 2)
+    # Every training image trains the shipped heads; the thresholds come from all 8 scored out of fold.
+    assert (report["n_train"], report["n_holdout"], report["n_test"]) == (8, 0, 4 + 4 * 2)
+    calibration = report["threshold_calibration"]
+    assert (calibration["method"], calibration["folds"], calibration["n_normal"]) == ("out-of-fold", 5, 8)
+    assert "false positives on those images" in out and "warning: 8 normal images cannot show" in out
     assert report["config"]["seed"] == 3 and report["config"]["image_size"] == 64
     assert 0.0 <= report["aupro"] <= 1.0
 

@@ -12,7 +12,7 @@ from simplenet_edu.evaluation.evaluator import evaluate
 def tiny_config(**overrides):
     # Lite0 at 64 px: an 8 x 8 patch grid; seconds to train.
     values = dict(image_size=64, pretrain_embed_dim=64, target_embed_dim=64, dsc_hidden=64,
-                  epochs=3, batch_size=128, holdout_fraction=0.25, device="cpu")
+                  epochs=3, batch_size=128, holdout_fraction=0.25, threshold_folds=0, device="cpu")
     values.update(overrides)
     return SimpleNetConfig.quick(**values)
 

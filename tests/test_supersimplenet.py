@@ -23,7 +23,7 @@ from simplenet_edu.supersimplenet.config import SuperSimpleNetConfig
 def tiny(**overrides):
     # Lite0 at 64 px: an 8 x 8 grid, small heads, a few steps: seconds.
     values = dict(image_size=64, seg_hidden=32, cls_channels=4, steps=6, batch_size=4,
-                  holdout_fraction=0.25, device="cpu")
+                  holdout_fraction=0.25, threshold_folds=0, device="cpu")
     values.update(overrides)
     return SuperSimpleNetConfig.quick(**values)
 
@@ -283,7 +283,8 @@ def test_cli_train_predict_evaluate_with_supersimplenet(tmp_path, capsys):
     assert main(["--quiet", "evaluate", "--data", str(root), "--checkpoint", str(checkpoint), "--device", "cpu",
                  "--output", str(report)]) == 0
     values = json.loads(report.read_text())
-    assert values["model"] == "supersimplenet" and values["config"]["steps"] == 3 and values["n_train"] == 5
+    assert values["model"] == "supersimplenet" and values["config"]["steps"] == 3 and values["n_train"] == 6
+    assert values["threshold_calibration"]["method"] == "out-of-fold" and values["n_holdout"] == 0
     capsys.readouterr()
     assert main(["--quiet", "train", "--data", str(root), *fast, "--generator", "perlin"]) == 2
     assert "--generator: is a SimpleNet option" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from simplenet_edu.simplenet.validation import paint, painted_validation_set, va
 def tiny_config(**overrides):
     # Lite0 at 64 px: an 8 x 8 patch grid; seconds to train.
     values = dict(image_size=64, pretrain_embed_dim=32, target_embed_dim=32, dsc_hidden=32, steps=10,
-                  batch_size=64, holdout_fraction=0.25, device="cpu")
+                  batch_size=64, holdout_fraction=0.25, threshold_folds=0, device="cpu")
     values.update(overrides)
     return SimpleNetConfig.quick(**values)
 

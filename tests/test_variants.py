@@ -256,7 +256,7 @@ def test_unknown_variant_names_the_option_and_choices():
 def tiny(**overrides):
     # 32 px: a 4 x 4 patch grid, 16-d features; a fraction of a second per fit.
     values = dict(image_size=32, pretrain_embed_dim=16, target_embed_dim=16, dsc_hidden=16, epochs=1,
-                  batch_size=32, holdout_fraction=0.25, device="cpu")
+                  batch_size=32, holdout_fraction=0.25, threshold_folds=0, device="cpu")
     values.update(overrides)
     return SimpleNetConfig.quick(**values)
 

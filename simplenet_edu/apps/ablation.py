@@ -86,7 +86,8 @@ class _SeedFeatures:
 
 
 def _evaluate_row(cache: _SeedFeatures, config: SimpleNetConfig) -> dict:
-    model = SimpleNet(config, backbone=cache.backbone)
+    # A row compares rankings, not thresholds: its heads train once, without threshold folds.
+    model = SimpleNet(dataclasses.replace(config, threshold_folds=0), backbone=cache.backbone)
     model.resize_shape, model.image_shape = cache.shapes
     features = cache.inputs(model)
     model.fit_features(features["train"], cache.grid, features["holdout"], progress=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..deploy.heatmaps import MAP_SIZES, NORMALISED_FORMULA, RAW_MAP_FORMULA
 from ..deploy.runtime import DEFAULT_TOLERANCE
-from ..evaluation.report import print_report, run_report
+from ..evaluation.report import calibration_text, print_report, run_report
 from ..utils.atomic import check_writable, write_text
 from ..utils.errors import DataWarning, InputError
 from ..utils.stats import MEAN_STD_NOTE
@@ -52,7 +52,10 @@ def cmd_train(args) -> int:
     print(f"trained on {model.n_train} images of {args.data} ({model.n_holdout} held out); "
           f"model written to {args.output}")
     if model.threshold_normal is not None:
-        print(f"threshold from held-out normal images: {model.threshold_normal:.4f}")
+        calibration = getattr(model, "calibration", None)
+        print(f"threshold from normal images: {model.threshold_normal:.4f} ({calibration_text(calibration)})")
+        if calibration and calibration.get("warning"):
+            print(f"warning: {calibration['warning']}")
     return 0
 
 
@@ -160,7 +163,7 @@ def cmd_predict(args) -> int:
     size = "at each image's own size" if args.map_size == "image" else "at the model's input size"
     print(f"{writer.scored} images scored; {kind} ({size}) and {table.name} in {writer.out}")
     if calibration.threshold is not None:
-        print(f"'anomalous' uses the threshold from held-out normal images: {calibration.threshold:.4f}")
+        print(f"'anomalous' uses the threshold from normal training images: {calibration.threshold:.4f}")
     if calibration.image([0.0]) is not None:
         print(f"'normalised_score' = {NORMALISED_FORMULA} with threshold {calibration.threshold:.4f}, "
               f"spread {calibration.score_spread:.4f}: 0.5 at the threshold")

@@ -77,6 +77,11 @@ def add_model_options(parser: argparse.ArgumentParser, every_seed: bool = False)
     group.add_argument("--select", choices=["last", "validation"],
                        help="keep the last step's heads, or the checkpoint that scores best on held-out normal "
                             f"images with painted defects, never test images (default {simplenet.select})")
+    group.add_argument("--threshold-folds", type=int, metavar="K",
+                       help="the normal thresholds from every training image, each scored by heads trained on the "
+                            "other folds: K folds, K+1 trainings (default "
+                            f"{_per_model('threshold_folds')}; --preset paper: {_per_model('threshold_folds', 'paper')}); "
+                            "0: from one held-out share of the images (the model trains on the rest)")
     if every_seed:  # kept so that --seed is not taken for an abbreviation of --seeds
         group.add_argument("--seed", type=int, help="not used here: every seed of --seeds runs")
     else:
@@ -105,7 +110,8 @@ def build_config(args: argparse.Namespace):
     if size is not None and not (1 <= len(size) <= 2 and min(size) >= 1):
         raise InputError("--image-size", "takes one positive integer (a square) or two (height, then width)")
     options = {"backbone": args.backbone, "weights_path": args.weights, "steps": args.steps, "epochs": args.epochs,
-               "noise_std": args.noise_std, "seed": args.seed, "device": args.device}
+               "noise_std": args.noise_std, "seed": args.seed, "device": args.device,
+               "threshold_folds": getattr(args, "threshold_folds", None)}
     simplenet_only = {"keep_aspect": args.keep_aspect, "select": args.select, "topk": args.topk,
                       **{part: getattr(args, part) for part in CHOICES}}
     if kind == "supersimplenet":

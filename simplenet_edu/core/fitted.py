@@ -5,11 +5,16 @@ A model here is trained on normal images only, then scores images: ``predict(ima
 model makes its scores, so that SimpleNet, SuperSimpleNet and the nearest-neighbour baseline write it
 once:
 
-- **the training images** of a folder, checked whole before any model work, and the held-out share
-  of them (:meth:`FittedModel.training_images`, :meth:`FittedModel.split_holdout`);
-- **the numbers from normal images** (:meth:`FittedModel.calibrate`): ``threshold_normal`` and
-  ``pixel_threshold_normal`` from the held-out normal images, and the spreads of the normal scores
-  and pixels that scale deployed scores (``normal_score_spread``, ``normal_pixel_spread``);
+- **the training images** of a folder, checked whole before any model work and read as they are
+  needed (:meth:`FittedModel.training_source`, :class:`ImageSource`);
+- **which normal images set the thresholds** (:meth:`FittedModel.calibration_plan`): by default every
+  one, each scored *out of fold* by heads trained without it (``config.threshold_folds = 5`` folds,
+  seeded); with ``threshold_folds=0``, a single held-out share (``config.holdout_fraction``);
+- **the numbers from normal images** (:meth:`FittedModel.fit_heads`, :meth:`FittedModel.calibrate`):
+  ``threshold_normal`` and ``pixel_threshold_normal``, what they achieve on those images and a 95 %
+  upper bound on the true false-positive rate (``calibration``), and the spreads of the normal scores
+  and pixels that scale deployed scores (``normal_score_spread``, ``normal_pixel_spread``), all kept
+  in bounded memory (:class:`NormalScores`);
 - **"is it fitted?"** (:meth:`FittedModel.check_fitted`), asked by ``predict`` and ``save``;
 - **batched prediction** (:meth:`FittedModel.predict`), and the step from a grid of patch scores to
   an image score and a smoothed pixel map (:meth:`FittedModel.outputs`);
@@ -19,24 +24,31 @@ once:
   about twenty rows with a progress bar (:class:`StepLog`).
 
 A new model subclasses it and brings its own features, heads and training step: it sets ``kind``,
-``config_class`` and ``parts`` (the trained modules a checkpoint stores), implements ``fit`` (ending
-with :meth:`calibrate`) and :meth:`batch_predictor`, and registers its kind with one line in
-:data:`simplenet_edu.core.registry.MODELS` (``ARCHITECTURE.md``: where a new model goes).
+``config_class`` and ``parts`` (the trained modules a checkpoint stores), implements ``fit`` (its
+features, then :meth:`fit_heads` with two functions: "train the heads on these images' cached
+features" and "score these images' cached features") and :meth:`batch_predictor`, and registers its
+kind with one line in :data:`simplenet_edu.core.registry.MODELS` (``ARCHITECTURE.md``: where a new
+model goes).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import data as data_lib
 from ..evaluation.localization import anomaly_maps
-from ..evaluation.metrics import threshold_from_normal
+from ..evaluation.metrics import allowed_flags, calibration_record, threshold_from_highest
 from ..utils.device import resolve_device
 from ..utils.errors import InputError
 from ..utils.stats import nanmean, robust_spread
@@ -44,16 +56,159 @@ from .checkpoint import checkpoint_kind, read_checkpoint, write_checkpoint
 
 Outputs = tuple[torch.Tensor, torch.Tensor]      # (image scores [B], anomaly maps [B, H, W])
 SHAPES = ("resize_shape", "image_shape")
+SPREAD_PIXELS = 1 << 22     # normal pixels kept for the pixel spread (16 MB); beyond it an even sample
+
+
+# ------------------------------------------------------------------ the training images, read as needed
+
+
+class ImageSource:
+    """The normal training images, read when they are needed: ``len``, ``load(indices) -> [B, 3, H, W]``.
+
+    From a checked folder's paths (each file read and resized on demand: thousands of images never
+    sit in memory at once), a tensor ``[N, 3, H, W]`` (sliced), or a data set of dicts with ``"image"``.
+    """
+
+    def __init__(self, paths: Sequence[Path] | None = None, shapes: tuple | None = None,
+                 tensor: torch.Tensor | None = None, dataset=None):
+        self.paths, self.shapes, self.tensor, self.dataset = paths, shapes, tensor, dataset
+
+    def __len__(self) -> int:
+        for items in (self.paths, self.tensor, self.dataset):
+            if items is not None:
+                return len(items)
+        return 0
+
+    def load(self, indices: Sequence[int]) -> torch.Tensor:
+        """``[len(indices), 3, H, W]`` float32 in ``[0, 1]``."""
+        indices = list(indices)
+        if self.tensor is not None:
+            return self.tensor[indices].float()
+        if self.dataset is not None:
+            return torch.stack([self.dataset[i]["image"] for i in indices]).float()
+        return torch.stack([data_lib.load_image(self.paths[i], *self.shapes) for i in indices])
+
+    def batches(self, indices: Sequence[int], batch_size: int = 8) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(indices, images [B, 3, H, W])`` of ``indices``, ``batch_size`` at a time, in their order."""
+        indices = list(indices)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            yield chunk, self.load(chunk)
+
+
+# ------------------------------------------------------------------ which normal images set the thresholds
+
+
+def normal_folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
+    """``min(k, n)`` folds of the indices ``0 .. n-1``: a seeded permutation cut into near-equal parts,
+    each sorted. Every index is in exactly one fold; the same seed gives the same folds."""
+    order = np.random.default_rng([seed, 5]).permutation(n)
+    return [sorted(part.tolist()) for part in np.array_split(order, min(k, n))]
+
+
+def even_sample(n: int, count: int, seed: int = 0) -> list[int]:
+    """``min(count, n)`` sorted indices of ``0 .. n-1``, one drawn at random (seeded) from each of
+    ``count`` equal stretches: spread evenly over the whole range, whatever its order."""
+    if count >= n:
+        return list(range(n))
+    edges = np.linspace(0, n, count + 1)
+    rng = np.random.default_rng([seed, 11])
+    return sorted({int(min(n - 1, np.floor(a + rng.random() * (b - a)))) for a, b in zip(edges[:-1], edges[1:])})
+
+
+@dataclass
+class CalibrationPlan:
+    """Which images train the shipped heads and which normal images set the thresholds.
+
+    ``method``: ``"out-of-fold"`` (``folds`` partition ``train``; each fold's images in ``scored`` are
+    scored by heads trained on the other folds), ``"held-out"`` (one fold, the held-out images, never
+    trained on) or ``"none"`` (fewer than two normal images: no threshold). ``scored``: the images whose
+    scores are recorded (every image of the folds, unless memory asked for an even sample of them).
+    """
+
+    method: str
+    train: list[int]
+    folds: list[list[int]] = field(default_factory=list)
+    scored: set[int] = field(default_factory=set)
+
+    def fold_scored(self, fold: list[int]) -> list[int]:
+        return [i for i in fold if i in self.scored]
+
+    @property
+    def n_scored(self) -> int:
+        return sum(len(self.fold_scored(fold)) for fold in self.folds)
+
+
+class NormalScores:
+    """The normal images' scores and maps that set the thresholds and spreads, in bounded memory.
+
+    Thresholds: every image score, and of the pixels only the highest ones a threshold can depend on
+    (``floor(max_fpr * pixels) + 1`` of them): the same thresholds as from every value, exactly.
+    Spreads: every image score and, beyond :data:`SPREAD_PIXELS` pixels, an evenly strided sample of them.
+    ``n_threshold`` and ``n_spread`` images of ``pixels`` pixels each will be added.
+    """
+
+    def __init__(self, max_fpr: float, pixels: int, n_threshold: int, n_spread: int):
+        self.max_fpr, self.pixels = max_fpr, pixels
+        self.keep = allowed_flags(n_threshold * pixels, max_fpr) + 1
+        self.stride = max(1, math.ceil(n_spread * pixels / SPREAD_PIXELS))
+        self.scores: list[torch.Tensor] = []          # image scores that set the threshold
+        self.top = torch.empty(0)                     # the highest of their pixels
+        self.n_pixels = 0
+        self.spread_scores: list[torch.Tensor] = []
+        self.spread_pixels: list[torch.Tensor] = []
+
+    def add(self, outputs: Iterable[Outputs], threshold: bool = True) -> None:
+        """Record batches of ``(scores [B], maps [B, H, W])``: for the thresholds and the spreads, or
+        (``threshold=False``: images the heads trained on) for the spreads alone."""
+        for scores, maps in outputs:
+            scores, flat = scores.detach().cpu(), maps.detach().cpu().flatten()
+            if threshold:
+                self.scores.append(scores)
+                self.n_pixels += flat.numel()
+                pool = torch.cat([self.top, flat.float()])
+                self.top = pool.topk(min(self.keep, pool.numel())).values if pool.numel() > self.keep else pool
+            self.spread_scores.append(scores)
+            self.spread_pixels.append(flat[::self.stride].clone() if self.stride > 1 else flat)
+
+    def image_scores(self) -> np.ndarray:
+        return torch.cat(self.scores).double().numpy() if self.scores else np.empty(0)
+
+    def thresholds(self) -> tuple[float | None, float | None]:
+        """``(image threshold, pixel threshold)``: at most ``max_fpr`` of the recorded normal scores
+        and pixels at or above them (:func:`~simplenet_edu.evaluation.metrics.threshold_from_normal`)."""
+        scores = self.image_scores()
+        if scores.size == 0:
+            return None, None
+        return (threshold_from_highest(scores, scores.size, self.max_fpr),
+                threshold_from_highest(self.top.numpy(), self.n_pixels, self.max_fpr))
+
+    def spreads(self) -> tuple[float | None, float | None]:
+        if not self.spread_scores:
+            return None, None
+        return (robust_spread(torch.cat(self.spread_scores).numpy()),
+                robust_spread(torch.cat(self.spread_pixels).numpy()))
+
+    def record(self, threshold: float, pixel_threshold: float, method: str, folds: int | None) -> dict:
+        """What the thresholds claim, and how far that can be trusted (:func:`calibration_record`)."""
+        scores = self.image_scores()
+        flagged = int((scores >= threshold).sum())
+        pixels = int((self.top.double() >= pixel_threshold).sum())
+        return calibration_record(len(scores), flagged, self.max_fpr, method, folds,
+                                  n_pixels=self.n_pixels, pixels_flagged=pixels)
 
 
 class FittedModel(torch.nn.Module):
     """Base class of the models: the fitted state, thresholds, batched predict, checkpoints.
 
-    After ``fit``: ``threshold_normal`` and ``pixel_threshold_normal`` (from held-out normal images),
-    ``normal_score_spread`` and ``normal_pixel_spread`` (:func:`~simplenet_edu.utils.stats.robust_spread`
-    of the scores of every normal image fitted on), ``n_train``, ``n_holdout``, ``history`` and
-    ``timings``. ``resize_shape`` and ``image_shape`` (both ``(height, width)``) are the resize and the
-    model's input: load images for a model with ``data.load_image(path, model.resize_shape, model.image_shape)``.
+    After ``fit``: ``threshold_normal`` and ``pixel_threshold_normal`` (from normal images scored by
+    heads that never trained on them: out of fold, or held out), ``calibration`` (what they claim:
+    :func:`calibration_record`), ``normal_scores`` (those images' scores), ``normal_score_spread`` and
+    ``normal_pixel_spread`` (:func:`~simplenet_edu.utils.stats.robust_spread` of the normal scores and
+    pixels), ``n_train`` (images the shipped heads trained on), ``n_holdout`` (images held out of them),
+    ``history`` and ``timings``. ``resize_shape`` and ``image_shape`` (both ``(height, width)``) are the
+    resize and the model's input: load images for a model with
+    ``data.load_image(path, model.resize_shape, model.image_shape)``.
     """
 
     kind: ClassVar[str] = ""                    # the name in the registry and in checkpoints
@@ -61,7 +216,7 @@ class FittedModel(torch.nn.Module):
     parts: ClassVar[tuple[str, ...]] = ()       # trained modules whose weights a checkpoint stores
     state: ClassVar[tuple[str, ...]] = (        # attributes a checkpoint stores (subclasses add theirs)
         "threshold_normal", "pixel_threshold_normal", "normal_score_spread", "normal_pixel_spread",
-        "n_train", "n_holdout", "timings", *SHAPES)
+        "calibration", "normal_scores", "n_train", "n_holdout", "timings", *SHAPES)
 
     def __init__(self, config):
         super().__init__()
@@ -74,6 +229,8 @@ class FittedModel(torch.nn.Module):
         self.pixel_threshold_normal: float | None = None
         self.normal_score_spread: float | None = None
         self.normal_pixel_spread: float | None = None
+        self.calibration: dict | None = None
+        self.normal_scores: list[float] = []
         self.n_train = self.n_holdout = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
@@ -84,13 +241,13 @@ class FittedModel(torch.nn.Module):
         """The backbone's strides, shallowest first (a model with a backbone overrides this)."""
         return self.backbone.strides
 
-    def training_images(self, data) -> torch.Tensor:
-        """``[N, 3, H, W]`` normal training images in ``[0, 1]``.
+    def training_source(self, data) -> ImageSource:
+        """The normal training images of ``data``, read as they are needed (:class:`ImageSource`).
 
         A folder is checked whole first (:func:`~simplenet_edu.data.check_dataset`: every problem
         reported before any model work); with ``config.keep_aspect`` its training images' median aspect
-        ratio fixes ``resize_shape`` and ``image_shape``. A tensor is the model's input as it is (the
-        model takes its size); a data set of dicts gives its ``"image"`` entries.
+        ratio fixes ``resize_shape`` and ``image_shape``. A tensor ``[N, 3, H, W]`` is the model's input
+        as it is (the model takes its size); a data set of dicts gives its ``"image"`` entries.
         """
         cfg = self.config
         if isinstance(data, (str, Path)):
@@ -99,37 +256,140 @@ class FittedModel(torch.nn.Module):
             if getattr(cfg, "keep_aspect", False):
                 self.resize_shape, self.image_shape = data_lib.aspect_shapes(
                     cfg.image_size, cfg.crop_size, check.aspect(), multiple=max(self.strides))
-            return torch.stack([data_lib.load_image(p, self.resize_shape, self.image_shape) for p in check.train])
-        images = data if isinstance(data, torch.Tensor) else torch.stack([item["image"] for item in data])
+            return ImageSource(paths=check.train, shapes=(self.resize_shape, self.image_shape))
+        if isinstance(data, torch.Tensor):
+            images = data
+        elif len(data) and isinstance(data[0], dict) and isinstance(data[0].get("image"), torch.Tensor):
+            first = data[0]["image"]
+            if first.ndim != 3 or first.shape[0] != 3:
+                raise InputError("images", f"expected images [3, H, W], got shape {list(first.shape)}")
+            self._take_size(tuple(first.shape[-2:]))
+            return ImageSource(dataset=data)
+        else:
+            images = torch.stack([item["image"] for item in data])
         if images.ndim != 4 or images.shape[1] != 3:
             raise InputError("images", f"expected a tensor [N, 3, H, W], got shape {list(images.shape)}")
-        if tuple(images.shape[-2:]) != self.image_shape:  # the grid follows the images given
-            self.resize_shape = self.image_shape = tuple(images.shape[-2:])
-        return images.float()
+        self._take_size(tuple(images.shape[-2:]))
+        return ImageSource(tensor=images)
+
+    def _take_size(self, size: tuple[int, int]) -> None:
+        if size != tuple(self.image_shape):  # the grid follows the images given
+            self.resize_shape = self.image_shape = size
+
+    def training_images(self, data) -> torch.Tensor:
+        """``[N, 3, H, W]`` normal training images in ``[0, 1]``, all in memory (``fit`` reads them
+        through :meth:`training_source` instead, a batch at a time)."""
+        source = self.training_source(data)
+        return source.load(range(len(source)))
 
     def split_holdout(self, n: int) -> tuple[list[int], list[int]]:
-        """Indices ``(train, held_out)`` of ``n`` normal images: ``config.holdout_fraction`` of them,
-        chosen by seed, set the normal thresholds; none when there are fewer than two images."""
+        """Indices ``(train, held_out)`` of ``n`` normal images: with ``config.threshold_folds`` (the
+        default) every image trains the shipped heads and none is held out, since the thresholds come
+        from out-of-fold scores; with ``threshold_folds=0``, :meth:`held_out_split`."""
+        if getattr(self.config, "threshold_folds", 0):
+            return list(range(n)), []
+        return self.held_out_split(n)
+
+    def held_out_split(self, n: int) -> tuple[list[int], list[int]]:
+        """``(train, held_out)``: ``config.holdout_fraction`` of ``n`` normal images, chosen by seed, held
+        out of training to set the normal thresholds; none when there are fewer than two images."""
         if self.config.holdout_fraction <= 0 or n < 2:
             return list(range(n)), []
         return data_lib.split_holdout(range(n), self.config.holdout_fraction, self.config.seed)
 
+    def calibration_plan(self, n: int, max_scored: int | None = None) -> CalibrationPlan:
+        """Which of ``n`` normal images train the shipped heads and which set the thresholds.
+
+        ``config.threshold_folds = k >= 2``: all ``n`` train the shipped heads, and ``min(k, n)`` seeded
+        folds (:func:`normal_folds`) each get heads trained on the other folds, which score them: every
+        normal image is scored by heads that never saw it. ``0``: one held-out split
+        (:meth:`held_out_split`). ``max_scored``: at most this many images are scored (an even, seeded
+        sample of them, spread over the folds), to bound memory on thousands of images.
+        """
+        k = getattr(self.config, "threshold_folds", 0)
+        if n < 2:
+            return CalibrationPlan("none", list(range(n)))
+        if k:
+            plan = CalibrationPlan("out-of-fold", list(range(n)), normal_folds(n, k, self.config.seed))
+        else:
+            train, held = self.held_out_split(n)
+            if not held:
+                return CalibrationPlan("none", train)
+            plan = CalibrationPlan("held-out", train, [held])
+        candidates = sorted(i for fold in plan.folds for i in fold)
+        keep = even_sample(len(candidates), max_scored or len(candidates), self.config.seed)
+        plan.scored = {candidates[i] for i in keep}
+        if plan.method == "held-out":    # held-out images that are not scored are not held out
+            plan.folds = [[i for i in plan.folds[0] if i in plan.scored]]
+            plan.train = [i for i in range(n) if i not in plan.scored]
+        return plan
+
     # ------------------------------------------------------------------ the numbers from normal images
-    def calibrate(self, normal: list[Outputs], holdout: Outputs | None = None) -> None:
-        """Set the normal thresholds from ``holdout`` (the held-out normal images' scores and maps) and
-        the spreads over every normal image fitted on (``normal`` and ``holdout``); the model is then fitted.
+    def head_start(self) -> dict:
+        """The heads' initial weights and the random state, to train them again from the same start
+        (:meth:`restart_heads`): every fold's heads and the shipped ones start alike."""
+        state = {"parts": {name: copy.deepcopy(getattr(self, name).state_dict())
+                           for name in self.parts if getattr(self, name, None) is not None},
+                 "cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restart_heads(self, start: dict) -> None:
+        for name, values in start["parts"].items():
+            getattr(self, name).load_state_dict(values)
+        torch.set_rng_state(start["cpu"])
+        if "cuda" in start:
+            torch.cuda.set_rng_state(start["cuda"], self.device)
+
+    def fit_heads(self, plan: CalibrationPlan, train: Callable[[list[int], bool], None],
+                  score: Callable[[list[int]], Iterable[Outputs]], in_sample: Sequence[int] = (),
+                  progress: bool = True) -> None:
+        """Train the heads and set the normal thresholds from images they never trained on.
+
+        ``train(images, shipped)`` trains this model's heads on the cached features of ``images`` (a
+        list of indices into the plan), from the start they had when this was called;
+        ``score(images)`` yields ``(scores [B], maps [B, H, W])`` of those images' cached features.
+        Out of fold: for each fold, heads trained on the other folds score its images; then the heads
+        that are kept train on every image (``shipped=True``). Held out: the shipped heads train on the
+        training share and score the held-out images; ``in_sample`` images (trained on) add to the
+        spreads only (and alone where there is no threshold). ``timings["seconds_folds"]``: the folds'
+        training and scoring.
+        """
+        pixels = self.image_shape[0] * self.image_shape[1]
+        n_spread = plan.n_scored + (len(in_sample) if plan.method != "out-of-fold" else 0)
+        normal = NormalScores(self.config.normal_max_fpr, pixels, plan.n_scored, n_spread)
+        if plan.method == "out-of-fold":
+            started = time.perf_counter()
+            start = self.head_start()
+            for fold in tqdm(plan.folds, desc="threshold folds", disable=not progress, leave=False):
+                taken = set(fold)
+                self.restart_heads(start)
+                train([i for i in plan.train if i not in taken], False)
+                normal.add(score(plan.fold_scored(fold)))
+            self.restart_heads(start)
+            self.timings["seconds_folds"] = time.perf_counter() - started
+        train(plan.train, True)
+        if plan.method == "held-out":
+            normal.add(score(plan.folds[0]))
+        if plan.method != "out-of-fold" and in_sample:
+            normal.add(score(list(in_sample)), threshold=False)
+        self.calibrate(normal, plan)
+
+    def calibrate(self, normal: NormalScores, plan: CalibrationPlan) -> None:
+        """Set the normal thresholds, their record (``calibration``) and the spreads from the normal
+        scores of ``normal``; the model is then fitted.
 
         The spreads scale the normalised score of deployed predictions (:mod:`simplenet_edu.deploy.heatmaps`):
         a display scale, never a decision, and never from test images.
         """
-        scored = list(normal) + ([holdout] if holdout is not None else [])
-        if holdout is not None:
-            scores, maps = holdout
-            self.threshold_normal = threshold_from_normal(scores.numpy(), self.config.normal_max_fpr)
-            self.pixel_threshold_normal = threshold_from_normal(maps.flatten().numpy(), self.config.normal_max_fpr)
-        if scored:
-            self.normal_score_spread = robust_spread(torch.cat([s for s, _ in scored]).numpy())
-            self.normal_pixel_spread = robust_spread(torch.cat([m.flatten() for _, m in scored]).numpy())
+        self.threshold_normal, self.pixel_threshold_normal = normal.thresholds()
+        self.normal_score_spread, self.normal_pixel_spread = normal.spreads()
+        self.normal_scores = normal.image_scores().tolist()
+        self.calibration = None
+        if self.threshold_normal is not None:
+            folds = len(plan.folds) if plan.method == "out-of-fold" else None
+            self.calibration = normal.record(self.threshold_normal, self.pixel_threshold_normal, plan.method, folds)
         self.fitted = True
 
     def check_fitted(self) -> None:

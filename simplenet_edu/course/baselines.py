@@ -8,10 +8,10 @@ the search cheaper with little loss.
 
 It has the interface the rest of the package expects of a model (``fit``, ``predict``,
 ``resize_shape``, ``image_shape``, ``threshold_normal``), so :func:`simplenet_edu.evaluation.evaluator.evaluate`
-scores it exactly as it scores SimpleNet: the same images, the same metrics, the same kind of
-threshold from held-out normal images. It is a baseline for the course, not PatchCore itself:
-PatchCore adds Wide-ResNet50 features, a locally aware patch descriptor and an image score
-re-weighted by the neighbourhood of the nearest patch.
+scores it exactly as it scores SimpleNet: the same images, the same metrics, a threshold from normal
+images it never saw (one held-out split: see :meth:`NearestNeighbourBaseline.fit`). It is a baseline
+for the course, not PatchCore itself: PatchCore adds Wide-ResNet50 features, a locally aware patch
+descriptor and an image score re-weighted by the neighbourhood of the nearest patch.
 
 >>> baseline = NearestNeighbourBaseline(SimpleNetConfig.quick()).fit("data/demo/brick")   # doctest: +SKIP
 >>> result = evaluate(baseline, "data/demo/brick")                                        # doctest: +SKIP
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.fitted import FittedModel
+from ..core.fitted import CalibrationPlan, FittedModel
 from ..simplenet.config import SimpleNetConfig
 from ..simplenet.local_aggregation import FeatureExtractor, LocalAggregation
 from ..stages.backbones import load_backbone
@@ -108,21 +108,30 @@ class NearestNeighbourBaseline(FittedModel):
     def backbone(self) -> torch.nn.Module:
         return self.extractor.backbone
 
+    def split_holdout(self, n: int) -> tuple[list[int], list[int]]:
+        """``(train, held_out)``: always the single held-out split (:meth:`fit` says why)."""
+        return self.held_out_split(n)
+
     def fit(self, data, progress: bool = False) -> "NearestNeighbourBaseline":
         """Build the memory bank from normal images (a folder, as :meth:`SimpleNet.fit`, or ``[N, 3, H, W]``).
 
-        The same images as SimpleNet's are held out (same ``holdout_fraction`` and seed) and set the
-        normal thresholds."""
+        Its normal thresholds always come from one held-out split, the one SimpleNet makes with
+        ``threshold_folds=0`` (same ``holdout_fraction`` and seed), whatever ``config.threshold_folds``
+        says: a greedy coreset per fold would cost k more coresets, and nothing here is trained."""
         images = self.training_images(data)
         train, held = self.split_holdout(len(images))
         self.n_train, self.n_holdout = len(train), len(held)
-        patches = torch.cat([self.extractor(batch.to(self.device))[0] for batch in images[train].split(8)])
-        patches = patches.flatten(0, 1)                                                   # [N*h*w, D]
-        keep = max(1, round(self.coreset * len(patches)))
-        self.bank = patches if keep == len(patches) else \
-            patches[greedy_coreset(patches, keep, seed=self.config.seed).to(patches.device)]
-        self.fitted = True  # the bank is all it needs to score; the held-out images calibrate it
-        self.calibrate([], self.predict(images[held]) if held else None)
+        plan = CalibrationPlan("held-out", train, [held], set(held)) if held else CalibrationPlan("none", train)
+
+        def build(images_in: list[int], shipped: bool) -> None:
+            patches = torch.cat([self.extractor(batch.to(self.device))[0] for batch in images[images_in].split(8)])
+            patches = patches.flatten(0, 1)                                                   # [N*h*w, D]
+            keep = max(1, round(self.coreset * len(patches)))
+            self.bank = patches if keep == len(patches) else \
+                patches[greedy_coreset(patches, keep, seed=self.config.seed).to(patches.device)]
+            self.fitted = True  # the bank is all it needs to score; the held-out images calibrate it
+
+        self.fit_heads(plan, build, lambda held_in: [self.predict(images[held_in])], progress=progress)
         return self
 
     @torch.no_grad()

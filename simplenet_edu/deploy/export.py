@@ -42,6 +42,7 @@ from ..utils.errors import InputError
 from ..simplenet.local_aggregation import resize_to_grid
 from .heatmaps import NORMALISED_FORMULA, RAW_MAP_FORMULA
 from ..evaluation.localization import axis_operator
+from ..evaluation.report import calibration_text
 from ..simplenet.folded import FoldedScorer
 from ..simplenet.model import SimpleNet
 from .runtime import DEFAULT_TOLERANCE, ONNX_FORMAT, ONNX_VERSION
@@ -161,8 +162,9 @@ def export_metadata(model, exporter: str, evaluation: dict | None = None) -> dic
                    "[B, H, W] pixel anomaly maps, same scale",
         "resize_shape": list(resize), "image_shape": list(model.image_shape),
         "threshold_normal": model.threshold_normal, "pixel_threshold_normal": model.pixel_threshold_normal,
-        "threshold_source": f"held-out normal training images ({getattr(model, 'n_holdout', 0)} images), "
-                            f"false-positive rate at most {model.config.normal_max_fpr}",
+        "threshold_source": calibration_text(getattr(model, "calibration", None)),
+        # target false-positive rate, the rate achieved on those normal images, its 95 % upper bound
+        "threshold_calibration": getattr(model, "calibration", None),
         "normal_score_spread": getattr(model, "normal_score_spread", None),
         "normal_pixel_spread": getattr(model, "normal_pixel_spread", None),
         "normalised_score": NORMALISED_FORMULA + " (threshold: threshold_normal, spread: normal_score_spread; "

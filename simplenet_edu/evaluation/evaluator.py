@@ -7,9 +7,10 @@ scores, labels, defect types, anomaly maps, masks, the images themselves, and th
 Honesty rules (the official code breaks both):
 
 - the model is the one from the last training epoch; nothing is selected on the test set;
-- the threshold reported for deployment (``threshold_normal``) comes from held-out *normal training*
-  images. The F1-max threshold is reported beside it, but it is chosen on the test set itself, so it
-  is an optimistic upper bound, not something a user could have known in advance.
+- the threshold reported for deployment (``threshold_normal``) comes from *normal training* images,
+  each scored by heads that never trained on it (out of fold, or held out). The F1-max threshold is
+  reported beside it, but it is chosen on the test set itself, so it is an optimistic upper bound,
+  not something a user could have known in advance.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class EvaluationResult:
         masks: ``[N, H, W]`` uint8 in {0, 1}, or ``None`` when the set has no ground truth.
         images: ``[N, H, W, 3]`` uint8, for display.
         paths: ``N`` file names.
-        threshold_normal: image threshold from held-out normal training images (or ``None``).
+        threshold_normal: image threshold from normal training images scored by heads that never
+            trained on them (or ``None``).
         pixel_threshold_normal: the same for pixels.
         metrics: the dictionary of :func:`simplenet_edu.evaluation.metrics.summarize`.
         ms_per_image: inference time per image (backbone, heads, maps), in milliseconds.

@@ -8,14 +8,18 @@ Two kinds of question are answered here:
 - Ranking, with no threshold at all: image AUROC, pixel AUROC and AUPRO ask whether anomalous
   images (pixels, regions) get higher scores than normal ones.
 - Decisions at a threshold: a user needs one number above which a part is rejected. The honest
-  threshold comes from normal images the model never trained on (:func:`threshold_from_normal`);
-  the threshold that maximises F1 on the test set (:func:`f1_max`) peeks at the test labels, so it
-  is an optimistic upper bound, never a threshold to ship.
+  threshold comes from normal images the model never trained on (:func:`threshold_from_normal`),
+  and what it claims about the false-positive rate is only as good as the number of those images
+  (:func:`fpr_upper_bound`, :func:`calibration_record`); the threshold that maximises F1 on the
+  test set (:func:`f1_max`) peeks at the test labels, so it is an optimistic upper bound, never a
+  threshold to ship.
 
 Convention everywhere: label 1 means anomalous, and a score ``>= threshold`` is predicted anomalous.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import ndimage
@@ -234,19 +238,79 @@ def f1_max(labels, scores) -> tuple[float, float]:
 def threshold_from_normal(normal_scores, max_fpr: float = 0.01) -> float:
     """The smallest threshold that flags at most max_fpr of these normal scores as anomalous.
 
-    normal_scores: [M] scores of held-out normal training images (never test images), or flattened
-    normal anomaly maps for a pixel threshold. A score >= the threshold is anomalous. With few
-    scores (M * max_fpr < 1) no score may be flagged, and the threshold is the next float above the
-    highest one. Ties can make it flag fewer than allowed: equal scores are flagged together.
+    normal_scores: [M] scores of normal training images by heads that never trained on them (held
+    out, or scored out of fold; never test images), or flattened normal anomaly maps for a pixel
+    threshold. A score >= the threshold is anomalous. With few scores (M * max_fpr < 1) no score may
+    be flagged, and the threshold is the next float above the highest one. Ties can make it flag
+    fewer than allowed: equal scores are flagged together.
     """
-    if not 0.0 <= max_fpr < 1.0:
-        raise InputError("max_fpr", f"must be in [0, 1), got {max_fpr}")
-    scores = np.sort(_as_scores("normal_scores", normal_scores).ravel().astype(np.float64))[::-1]
+    allowed_flags(0, max_fpr)  # a bad share is named before the scores are looked at
+    scores = _as_scores("normal_scores", normal_scores).ravel()
     if scores.size == 0:
         raise InputError("normal_scores", "is empty")
-    allowed = int(np.floor(max_fpr * scores.size + 1e-9))  # the epsilon absorbs 0.29 * 100 = 28.999...
+    return threshold_from_highest(scores, scores.size, max_fpr)
+
+
+def allowed_flags(count: int, max_fpr: float) -> int:
+    """How many of ``count`` normal scores a threshold at ``max_fpr`` may flag: ``floor(max_fpr * count)``."""
+    if not 0.0 <= max_fpr < 1.0:
+        raise InputError("max_fpr", f"must be in [0, 1), got {max_fpr}")
+    return int(np.floor(max_fpr * count + 1e-9))  # the epsilon absorbs 0.29 * 100 = 28.999...
+
+
+def threshold_from_highest(highest, count: int, max_fpr: float = 0.01) -> float:
+    """:func:`threshold_from_normal` of ``count`` normal scores of which only the highest are given
+    (at least ``allowed_flags(count, max_fpr) + 1`` of them, in any order): the same threshold, from a
+    bounded buffer instead of every pixel of every normal image."""
+    allowed = allowed_flags(count, max_fpr)
+    scores = np.sort(np.asarray(highest, dtype=np.float64).ravel())[::-1]
+    if scores.size < min(allowed + 1, count):
+        raise ValueError(f"{scores.size} highest scores cannot place a threshold that flags {allowed} of {count}")
     # Flagging at most `allowed` scores means staying strictly above the (allowed + 1)-th highest one.
     return float(np.nextafter(scores[allowed], np.inf))
+
+
+def fpr_upper_bound(flagged: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound on a true false-positive rate from ``flagged`` of ``n`` normal
+    images (Clopper-Pearson, the exact binomial bound): the rate ``p`` at which seeing ``flagged`` or
+    fewer has probability ``1 - confidence``. With none flagged it is ``1 - (1 - confidence) ** (1 / n)``,
+    about ``3 / n`` at 95 % (the rule of three): 28 normal images bound the rate by 0.10, 299 by 0.01.
+    """
+    if not (isinstance(n, (int, np.integer)) and n >= 1 and 0 <= flagged <= n):
+        raise InputError("flagged", f"must be a count between 0 and n = {n}, got {flagged}")
+    if flagged == n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(confidence, flagged + 1, n - flagged))
+
+
+CONFIDENCE = 0.95   # of the upper bound on a false-positive rate (calibration_record)
+
+
+def calibration_record(n: int, flagged: int, target: float, method: str, folds: int | None = None,
+                       n_pixels: int | None = None, pixels_flagged: int | None = None) -> dict:
+    """What a normal threshold claims, and how far that can be trusted: ``n`` normal images scored by
+    heads that never saw them (``method``: ``"out-of-fold"`` over ``folds`` folds, or ``"held-out"``),
+    of which ``flagged`` reach the threshold.
+
+    Returns the ``target`` false-positive rate (``normal_max_fpr``), the rate achieved on those images
+    (``achieved_fpr = flagged / n``), the smallest non-zero rate ``n`` images can show
+    (``smallest_claimable_fpr = 1 / n``), a one-sided 95 % upper bound on the true rate
+    (``fpr_upper_95``, :func:`fpr_upper_bound`), the same counts for pixels when given, and
+    ``warning``: one line when ``n`` images are too few to show the target (``n * target < 1``), else ``None``.
+    """
+    upper = fpr_upper_bound(flagged, n, CONFIDENCE)
+    warning = None
+    if n * target < 1:
+        needed = math.ceil(math.log(1 - CONFIDENCE) / math.log(1 - target))
+        warning = (f"{n} normal image{'s' * (n != 1)} cannot show a false-positive rate of {target:g}: the smallest "
+                   f"non-zero rate they can show is 1/{n} = {1 / n:.3f}, and the true rate is only known to be below "
+                   f"{upper:.3f} (95 % upper bound); {needed} normal images, none flagged, would bound it by {target:g}")
+    return {"method": method, "folds": folds, "n_normal": n, "target_fpr": target, "flagged": flagged,
+            "achieved_fpr": flagged / n, "smallest_claimable_fpr": 1 / n, "fpr_upper_95": upper,
+            "n_pixels": n_pixels, "pixels_flagged": pixels_flagged,
+            "pixel_achieved_fpr": None if not n_pixels else pixels_flagged / n_pixels, "warning": warning}
 
 
 def confusion_at(labels, scores, threshold: float) -> dict:

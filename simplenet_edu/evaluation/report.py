@@ -7,10 +7,30 @@ from __future__ import annotations
 from typing import Any
 
 
+def calibration_source(calibration: dict) -> str:
+    """``"28 images out of fold, 5 folds"`` or ``"3 held-out images"``: the normal images that set a threshold."""
+    if calibration["method"] == "out-of-fold":
+        return f"{calibration['n_normal']} images out of fold, {calibration['folds']} folds"
+    return f"{calibration['n_normal']} held-out images"
+
+
+def calibration_text(calibration: dict | None) -> str:
+    """One line: where the normal threshold comes from and what it claims, from a model's
+    ``calibration`` (:func:`~simplenet_edu.evaluation.metrics.calibration_record`)."""
+    if not calibration:
+        return "no normal threshold (fewer than two normal training images)"
+    c = calibration
+    source = (f"{c['n_normal']} normal training images, each scored by heads trained without it ({c['folds']} folds)"
+              if c["method"] == "out-of-fold" else f"{c['n_normal']} held-out normal training images")
+    return (f"{source}: target false-positive rate {c['target_fpr']:g}, achieved {c['flagged']}/{c['n_normal']} = "
+            f"{c['achieved_fpr']:.3f}, 95 % upper bound {c['fpr_upper_95']:.3f}")
+
+
 def run_report(model, result) -> dict:
     """What ``simplenet-edu evaluate --output`` writes (and each benchmark job keeps): the metrics of
-    ``result`` (an :class:`~simplenet_edu.evaluation.evaluator.EvaluationResult`), the counts, the
-    timings, the honest-stopping record and the whole configuration of ``model``."""
+    ``result`` (an :class:`~simplenet_edu.evaluation.evaluator.EvaluationResult`), the normal
+    threshold's record (``threshold_calibration``), the counts, the timings, the honest-stopping
+    record and the whole configuration of ``model``."""
     metrics = result.metrics
     return {
         "model": getattr(model, "kind", "simplenet"),
@@ -23,12 +43,17 @@ def run_report(model, result) -> dict:
         "per_defect_image_auroc": metrics["per_defect_image_auroc"],
         "at_threshold_normal": metrics.get("at_threshold_normal"),
         "at_threshold_f1": metrics.get("at_threshold_f1"),
+        # Where threshold_normal comes from and what it claims: the target false-positive rate, the rate
+        # achieved on the normal images that set it, and a 95 % upper bound on the true rate.
+        "threshold_calibration": getattr(model, "calibration", None),
+        "threshold_source": calibration_text(getattr(model, "calibration", None)),
         "n_train": model.n_train,
         "n_holdout": model.n_holdout,
         "n_test": len(result),
         "notes": result.notes,  # why a metric is null (no ground_truth/, masks empty at this size)
         "seconds_features": model.timings.get("seconds_features"),
         "seconds_train": model.timings.get("seconds_train"),
+        "seconds_folds": model.timings.get("seconds_folds"),   # the threshold folds' heads, trained and scored
         "ms_per_image_inference": result.ms_per_image,
         # Honest stopping: scores on held-out normal images with painted defects (validation.py), at
         # each checkpoint of the run, and the step whose heads were kept.
@@ -44,20 +69,32 @@ def print_report(report: dict) -> None:
     def fmt(value, unit="", digits=4):
         return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
+    calibration = report.get("threshold_calibration")
+    folds = report.get("seconds_folds")
     rows = [
         ("image AUROC", fmt(report["image_auroc"])),
         ("pixel AUROC", fmt(report["pixel_auroc"])),
         ("AUPRO (FPR <= 0.3)", fmt(report["aupro"])),
         ("F1-max (threshold chosen on test)", f"{report['f1_max']:.4f} at {report['threshold_f1']:.4f}"),
-        ("threshold from normal images", fmt(report["threshold_normal"])),
+        ("threshold from normal images", fmt(report["threshold_normal"])
+         + (f" ({calibration_source(calibration)})" if calibration else "")),
+    ]
+    if calibration:
+        rows.append(("false positives on those images",
+                     f"target {calibration['target_fpr']:g}, achieved {calibration['flagged']}/{calibration['n_normal']}"
+                     f" = {calibration['achieved_fpr']:.3f}, 95 % upper bound {calibration['fpr_upper_95']:.3f}"))
+    rows += [
         ("train / held-out / test images", f"{report['n_train']} / {report['n_holdout']} / {report['n_test']}"),
         ("features / training time",
-         f"{fmt(report['seconds_features'], ' s', 1)} / {fmt(report['seconds_train'], ' s', 1)}"),
+         f"{fmt(report['seconds_features'], ' s', 1)} / {fmt(report['seconds_train'], ' s', 1)}"
+         + ("" if folds is None else f" (+ {folds:.1f} s for the {calibration['folds']} threshold folds)")),
         ("inference", fmt(report["ms_per_image_inference"], " ms per image", 1)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    if calibration and calibration.get("warning"):
+        print(f"warning: {calibration['warning']}")
 
 
 def _field(config, name: str) -> Any:

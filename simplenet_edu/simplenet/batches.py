@@ -28,19 +28,28 @@ def endless(batches, total: int):
 
 class PatchBatches:
     """Mini-batches of ``batch_size`` patch features drawn at random from all cached images: ``[n, D]``
-    (the paper)."""
+    (the paper). ``images``: draw only from these images of the bank ``[N, P, D]`` (the heads of one
+    fold of the threshold's cross-validation); the rows are indexed, not copied."""
 
-    def __init__(self, bank: torch.Tensor, batch_size: int, generator: torch.Generator):
+    def __init__(self, bank: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 images: list[int] | None = None):
         self.bank, self.batch_size, self.generator = bank.flatten(0, 1), batch_size, generator
+        self.rows = None
+        if images is not None:
+            per_image = bank.shape[1]
+            self.rows = (torch.tensor(images).unsqueeze(1) * per_image + torch.arange(per_image)).flatten()
 
     def __len__(self) -> int:
         """Mini-batches in one pass (a last batch of one patch is dropped: BatchNorm needs two)."""
-        full, rest = divmod(len(self.bank), self.batch_size)
+        full, rest = divmod(len(self.bank) if self.rows is None else len(self.rows), self.batch_size)
         return full + (rest > 1)
 
     def __iter__(self):
-        order = torch.randperm(len(self.bank), generator=self.generator).to(self.bank.device)
-        for idx in order.split(self.batch_size):
+        if self.rows is None:
+            order = torch.randperm(len(self.bank), generator=self.generator)
+        else:
+            order = self.rows[torch.randperm(len(self.rows), generator=self.generator)]
+        for idx in order.to(self.bank.device).split(self.batch_size):
             if len(idx) > 1:  # BatchNorm needs two samples
                 yield self.bank[idx].float()
 
@@ -60,10 +69,12 @@ class GridBatches:
     from the test-time ones: measured by ``benchmarks/grid_path.py``.)
     """
 
-    def __init__(self, bank: torch.Tensor, grid: tuple[int, int], batch_size: int, generator: torch.Generator):
+    def __init__(self, bank: torch.Tensor, grid: tuple[int, int], batch_size: int, generator: torch.Generator,
+                 images: list[int] | None = None):
         self.bank = bank.view(len(bank), *grid, bank.shape[-1])                       # [N, h, w, D]
         self.generator = generator
-        n, h, w = self.bank.shape[:3]
+        self.members = list(range(len(bank))) if images is None else list(images)    # the images drawn from
+        n, (h, w) = len(self.members), self.bank.shape[1:3]
         self.images = max(2, min(n, batch_size // (h * w)))
         self.side = c = max(2, min(h, w, math.isqrt(max(1, batch_size // self.images))))
         self.corners = [(top, left) for top in sorted({*range(0, h - c + 1, c), h - c})
@@ -74,11 +85,11 @@ class GridBatches:
         return self.steps
 
     def __iter__(self):
-        n, c, k = len(self.bank), self.side, self.images
+        n, c, k = len(self.members), self.side, self.images
         tiles = [torch.randperm(len(self.corners), generator=self.generator) for _ in range(n)]   # per image
         order = [(i, int(tiles[i][r])) for r in range(len(self.corners))
                  for i in torch.randperm(n, generator=self.generator).tolist()]
         for step in range(self.steps):
             chosen = [order[(step * k + j) % len(order)] for j in range(k)]
-            yield torch.stack([self.bank[i, top:top + c, left:left + c]
+            yield torch.stack([self.bank[self.members[i], top:top + c, left:left + c]
                                for i, (top, left) in ((i, self.corners[t]) for i, t in chosen)]).float()

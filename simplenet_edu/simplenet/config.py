@@ -86,8 +86,10 @@ class SimpleNetConfig(ModelConfig):
     select: str = "last"                  # last | validation (the checkpoint that scores best there)
     # Scoring
     smoothing_sigma: float = 4.0
-    holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
-    normal_max_fpr: float = 0.01          # the normal threshold flags at most this share of them
+    threshold_folds: int = 5              # normal thresholds from every image scored out of fold (k folds); 0: one held-out split
+    holdout_fraction: float = 0.1         # threshold_folds=0: of train/good, held out to set the normal threshold
+    normal_max_fpr: float = 0.01          # the normal threshold flags at most this share of the normal images scored
+    bank_patches: int = 262_144           # training patches kept (2^18: 256 images of 32 x 32, what 450 steps of 512 read)
     # Variants of each part (variants.py); the paper's choice is listed first
     generator: str = "gaussian"           # gaussian | mixup | adversarial | learned | perlin
     adaptor: str = "identity"             # linear (paper) | identity | conv
@@ -106,12 +108,13 @@ class SimpleNetConfig(ModelConfig):
     def paper(cls, **overrides: Any) -> "SimpleNetConfig":
         """Liu et al. 2023 / the official ``run.sh``: Wide-ResNet50 layer2+3, 329 -> 288 px,
         1536-d features, absolute sigma 0.015, 40 x 4 = 160 passes in batches of 8 images
-        (8 x 1296 patches). Needs a GPU to be practical."""
+        (8 x 1296 patches). Needs a GPU to be practical. Its normal thresholds come from one held-out
+        split (``threshold_folds=0``): out-of-fold ones would repeat its long training k more times."""
         values = dict(
             backbone="wide_resnet50_2", image_size=329, crop_size=288,
             pretrain_embed_dim=1536, target_embed_dim=1536,
             noise_std=0.015, noise_scale="absolute", dsc_hidden=1024, adaptor="linear", loss="truncated_l1",
-            epochs=160, batch_size=8 * 36 * 36, lr_adaptor=1e-4, lr_discriminator=2e-4,
+            epochs=160, batch_size=8 * 36 * 36, lr_adaptor=1e-4, lr_discriminator=2e-4, threshold_folds=0,
         )
         values.update(overrides)
         return cls(**values)
@@ -144,7 +147,12 @@ class SimpleNetConfig(ModelConfig):
             ("select", self.select in ("last", "validation"), "must be 'last' or 'validation'"),
             ("val_checkpoints", isinstance(self.val_checkpoints, int) and self.val_checkpoints >= 0,
              "must be a whole number, 0 for none"),
+            ("threshold_folds", isinstance(self.threshold_folds, int) and not isinstance(self.threshold_folds, bool)
+             and (self.threshold_folds == 0 or self.threshold_folds >= 2), "must be 0 (one held-out split) or at least 2"),
+            ("select", self.select != "validation" or self.threshold_folds == 0,
+             "'validation' paints defects on held-out images: use it with threshold_folds=0 (one held-out split)"),
             ("holdout_fraction", 0 <= self.holdout_fraction < 1, "must be in [0, 1)"),
+            ("bank_patches", positive(self.bank_patches), "must be a positive integer"),
             ("normal_max_fpr", 0 < self.normal_max_fpr < 1, "must be in (0, 1)"),
             ("topk", self.topk > 0, "must be > 0 (patches, or a share below 1)"),
             ("cache_dtype", self.cache_dtype in ("float32", "float16", "bfloat16"),

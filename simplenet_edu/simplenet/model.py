@@ -12,8 +12,8 @@ Read top to bottom, this file is the method; each stage lives in its own module 
 5. at test time ``-D(adapted feature)`` scores each patch; the image score is the maximum, the
    anomaly map the upsampled, smoothed score grid (:mod:`~simplenet_edu.evaluation.localization`).
 
-What every model shares (thresholds from held-out normal images, batched prediction, checkpoints)
-comes from :class:`~simplenet_edu.core.fitted.FittedModel`. Each part can be swapped for a variant
+What every model shares (thresholds from normal images scored out of fold, batched prediction,
+checkpoints) comes from :class:`~simplenet_edu.core.fitted.FittedModel`. Each part can be swapped for a variant
 (``SimpleNetConfig(generator="perlin")``...; the list is in :mod:`.variants`). ``SimpleNetConfig.paper()``
 uses the paper's choice of every part; the CPU default ``SimpleNetConfig()`` is explained in its docstring.
 """
@@ -27,8 +27,9 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..core.fitted import FittedModel, StepLog, in_batches
+from ..core.fitted import CalibrationPlan, FittedModel, StepLog, even_sample, in_batches
 from ..stages.backbones import load_backbone
+from ..utils.errors import InputError
 from . import variants
 from .anomaly_generator import noise_sigma
 from .batches import GridBatches, PatchBatches, endless
@@ -102,22 +103,75 @@ class SimpleNet(FittedModel):
         """Train on normal images only.
 
         ``data``: an MVTec-layout folder (its ``train/good`` is used), a folder of images, a
-        ``Dataset`` of dicts with ``"image"``, or a tensor ``[N, 3, H, W]`` in ``[0, 1]``.
-        ``config.holdout_fraction`` of the images is held out (by seed) to set ``threshold_normal``.
+        ``Dataset`` of dicts with ``"image"``, or a tensor ``[N, 3, H, W]`` in ``[0, 1]``. The thresholds
+        come from normal images scored by heads that never saw them: out of fold
+        (``config.threshold_folds``, the default), or a held-out share (``threshold_folds=0``,
+        ``config.holdout_fraction``). The backbone runs once per image, a batch at a time; the
+        training patches kept are at most ``config.bank_patches`` (:meth:`stream_features`), so memory
+        does not grow with the number of images.
         """
-        images = self.training_images(data)
-        train, held = self.split_holdout(len(images))
-        self.n_train, self.n_holdout = len(train), len(held)
-        layers = self.adaptor.reads_layers
+        source = self.training_source(data)
+        grid = self.grid()
+        plan = self.calibration_plan(len(source), max_scored=max(1, self.config.bank_patches // (grid[0] * grid[1])))
         start = time.perf_counter()
-        bank = self.extract(images[train], progress=progress, layers=layers)        # [N, h*w, F] cached
+        bank, bank_images, full = self.stream_features(source, plan, progress)
         self.timings["seconds_features"] = time.perf_counter() - start
-        holdout = self.extract(images[held], layers=layers) if held else None
         validation = None
-        if held and self.config.val_checkpoints > 0:
-            painted = painted_validation_set(images[held][: self.config.val_images], self.config.seed)
-            validation = (painted, self.extract(painted.images, layers=layers))
-        return self.fit_features(bank, self.grid(), holdout, progress, validation)
+        if plan.method == "held-out" and self.config.val_checkpoints > 0:
+            painted = painted_validation_set(source.load(plan.folds[0][: self.config.val_images]), self.config.seed)
+            validation = (painted, self.extract(painted.images, layers=self.adaptor.reads_layers))
+        in_sample = bank_images if bank.shape[1] == grid[0] * grid[1] else []   # whole grids: scored for the spread
+        return self._fit_bank(bank, bank_images, full, grid, plan, in_sample, progress, validation)
+
+    @torch.no_grad()
+    def stream_features(self, source, plan, progress: bool = True):
+        """One pass of the backbone over the training images, a batch at a time: ``(bank, bank_images, full)``.
+
+        ``bank [N_b, P_b, F]``: the training patches the heads learn from, at most ``config.bank_patches``
+        rows: every patch of every training image when they fit; beyond, the same number of patches from
+        every image, drawn at random (seeded), or for the variants that need whole grids, every patch of
+        an even sample of the images. ``bank_images``: the image of each of its rows of patches.
+        ``full``: ``{image: [P, F]}``, every patch of the images that set the thresholds (``plan.scored``).
+        """
+        cfg = self.config
+        layers = self.adaptor.reads_layers
+        h, w = self.grid()
+        patches, capacity = h * w, cfg.bank_patches
+        train = plan.train
+        rows = patches
+        if len(train) * patches <= capacity:
+            bank_images = list(train)
+        elif variants.needs_grid(cfg):
+            bank_images = [train[i] for i in even_sample(len(train), max(2, capacity // patches), cfg.seed)]
+        else:
+            bank_images, rows = list(train), max(1, capacity // len(train))
+        position = {image: i for i, image in enumerate(bank_images)}
+        in_train = set(train)
+        held = [i for fold in plan.folds for i in fold if i not in in_train]
+        wanted = [i for i in train if i in position or i in plan.scored]
+        dtype = getattr(torch, cfg.cache_dtype)
+        pick = torch.Generator().manual_seed(cfg.seed)
+        bank, full = None, {}
+        bar = tqdm(total=len(wanted) + len(held), desc="features", disable=not progress, leave=False)
+        for group in (wanted, held):   # the training images, then the held-out ones (as extract would)
+            for chunk, images in source.batches(group):
+                features = (layer_features(self.extractor, images.to(self.device))[0] if layers
+                            else self.extractor(images.to(self.device))[0])              # [B, P, F]
+                if bank is None:
+                    bank = torch.empty(len(bank_images), rows, features.shape[-1], dtype=dtype, device=self.device)
+                for image, one in zip(chunk, features):
+                    if image in position:
+                        keep = one if rows == patches else one[torch.randperm(patches, generator=pick)[:rows].sort().values]
+                        bank[position[image]] = keep.to(dtype)
+                    if image in plan.scored and (rows != patches or image not in position):
+                        full[image] = one.to(dtype, copy=True)   # not a view that keeps the batch alive
+                bar.update(len(chunk))
+        bar.close()
+        if bank is None:
+            raise InputError("images", "no training image to fit on")
+        if rows == patches:   # whole grids in the bank: the images that set the thresholds are read from it
+            full.update({image: bank[position[image]] for image in plan.scored if image in position})
+        return bank, bank_images, full
 
     def fit_features(self, bank: torch.Tensor, grid: tuple[int, int], holdout: torch.Tensor | None = None,
                      progress: bool = True, validation: "tuple[ValidationSet, torch.Tensor] | None" = None,
@@ -126,35 +180,71 @@ class SimpleNet(FittedModel):
 
         ``bank [N, h*w, F]``: the training images' features from :meth:`extract` (``F = D``; the
         ``conv`` adaptor reads ``layers=True`` features), on the ``grid = (h, w)``; ``holdout``: the
-        same for held-out normal images, which set ``threshold_normal``; ``validation``: a
-        :class:`~simplenet_edu.simplenet.validation.ValidationSet` and its features, scored at
-        ``config.val_checkpoints`` points of the run. Lets an ablation extract once and train many heads.
+        same for held-out normal images, which then set the thresholds (the single held-out split);
+        without it, with ``config.threshold_folds`` (the default), the bank's own images scored out of
+        fold do; ``validation``: a :class:`~simplenet_edu.simplenet.validation.ValidationSet` and its
+        features, scored at ``config.val_checkpoints`` points of the run. Lets an ablation extract once
+        and train many heads.
         """
+        n = len(bank)
+        images = list(range(n))
+        if holdout is not None:
+            held = list(range(n, n + len(holdout)))
+            plan = CalibrationPlan("held-out", images, [held], set(held))
+            full = {**{i: bank[i] for i in images}, **{n + j: holdout[j] for j in range(len(holdout))}}
+        elif self.config.threshold_folds:
+            plan = self.calibration_plan(n)
+            full = {i: bank[i] for i in images}
+        else:
+            plan, full = CalibrationPlan("none", images), {i: bank[i] for i in images}
+        if plan.method == "out-of-fold" and validation is not None:
+            raise InputError("validation", "needs held-out images (threshold_folds=0 and a holdout)")
+        return self._fit_bank(bank, images, full, grid, plan, images, progress, validation)
+
+    def _fit_bank(self, bank: torch.Tensor, bank_images: list[int], full: dict, grid: tuple[int, int], plan,
+                  in_sample: list[int], progress: bool, validation=None) -> "SimpleNet":
+        """Heads, thresholds and spreads from a bank of training patches (:meth:`stream_features`)."""
         cfg = self.config
         start = time.perf_counter()
         # The noise scale follows the patch features, whichever form the adaptor reads.
-        self.feature_std = (aggregate(bank, cfg.target_embed_dim) if self.adaptor.reads_layers else bank).std().item()
+        self.feature_std = (aggregate(bank, cfg.target_embed_dim) if self.adaptor.reads_layers else bank).float().std().item()
         bank = bank.to(self.device, getattr(torch, cfg.cache_dtype))
         self.sigma = noise_sigma(cfg.noise_std, self.feature_std, cfg.noise_scale)
         self.generator = variants.make_generator(cfg, self.sigma).to(self.device)
         self.timings.setdefault("seconds_features", time.perf_counter() - start)
+        self.n_train = len(plan.train)
+        self.n_holdout = len(plan.folds[0]) if plan.method == "held-out" else 0
+        position = {image: i for i, image in enumerate(bank_images)}
 
-        start = time.perf_counter()
-        self._train(bank, grid, progress, validation)
-        self.timings["seconds_train"] = time.perf_counter() - start
-        self.calibrate([self.score_features(bank, grid)], None if holdout is None else self.score_features(holdout, grid))
+        def train(images: list[int], shipped: bool) -> None:
+            started = time.perf_counter()
+            rows = [position[i] for i in images if i in position]
+            self._train(bank, grid, progress and shipped, validation if shipped else None,
+                        None if len(rows) == len(bank) else rows)
+            if shipped:
+                self.timings["seconds_train"] = time.perf_counter() - started
+
+        def score(images: list[int]):
+            for begin in range(0, len(images), 8):
+                # The images that set the thresholds, or (spreads) training images whose whole grid is in the bank.
+                features = torch.stack([full[i] if i in full else bank[position[i]] for i in images[begin:begin + 8]])
+                yield self._outputs(self.feature_scores(features, grid), self.image_shape)
+
+        self.fit_heads(plan, train, score, in_sample, progress)
         return self
 
-    def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool, validation=None) -> None:
+    def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool, validation=None,
+               images: list[int] | None = None) -> None:
         """The training loop: ``config.steps`` optimiser steps (or ``config.epochs`` passes) over the
-        cached ``bank``; the painted ``validation`` set, if any, scored at ``config.val_checkpoints`` rows."""
+        cached ``bank`` (``images``: only these of its images); the painted ``validation`` set, if any,
+        scored at ``config.val_checkpoints`` rows."""
         cfg = self.config
         optimizers = make_optimizers(cfg, self.adaptor, self.discriminator, self.generator)
         loss_fn = variants.make_loss(cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
         needs_grid = self.generator.needs_grid or self.discriminator.needs_grid
-        batches = GridBatches(bank, grid, cfg.batch_size, shuffle) if needs_grid \
-            else PatchBatches(bank, cfg.batch_size, shuffle)
+        batches = GridBatches(bank, grid, cfg.batch_size, shuffle, images) if needs_grid \
+            else PatchBatches(bank, cfg.batch_size, shuffle, images)
         log = StepLog.of_run(cfg, len(batches), progress)
         total = log.total
         schedulers = [make_schedule(opt, cfg.lr_schedule, total) for opt in optimizers]

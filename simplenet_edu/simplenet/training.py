@@ -31,10 +31,14 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
     fake = generator(normal, discriminator=discriminator)
     scores = discriminator(torch.cat([normal, fake]))
     normal_scores, fake_scores = scores[: len(normal)].flatten(), scores[len(normal):]
-    # A fake the generator left unchanged (outside a Perlin mask) is a normal feature.
+    # A fake the generator left unchanged (outside a Perlin mask) is a normal feature. Gaussian noise
+    # changes every one: then the scores stay as they are (no copy through a mask, the same numbers).
     changed = (fake != normal).any(dim=-1)
-    normal_scores = torch.cat([normal_scores, fake_scores[~changed]])
-    fake_scores = fake_scores[changed]
+    if bool(changed.all()):
+        fake_scores = fake_scores.flatten()
+    else:
+        normal_scores = torch.cat([normal_scores, fake_scores[~changed]])
+        fake_scores = fake_scores[changed]
     loss = loss_fn(normal_scores, fake_scores)
 
     for opt in optimizers:

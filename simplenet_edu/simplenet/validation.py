@@ -7,7 +7,8 @@ synthetic defect painted on them (label 1, with the painted pixels as the mask).
 demo set's (``data.demo``): a scratch, a hole, a stain and a crack, each covering 0.5% to 5% of the
 image. During training the model scores this set at a few checkpoints, giving an image AUROC and an
 AUPRO that ``history`` records; ``SimpleNetConfig(select="validation")`` keeps the checkpoint that
-scores best instead of the last one.
+scores best instead of the last one. It needs held-out images, so it runs with the single held-out
+split (``threshold_folds=0``); with the default out-of-fold thresholds every image trains the heads.
 
 Painted defects are not real ones, so this is a proxy: ``benchmarks/sweep.py`` measures on the
 development suite whether choosing by it beats a fixed budget (README, "The CPU default, and why").

@@ -99,6 +99,16 @@ def make_generator(config, sigma: float) -> nn.Module:
     }[config.generator]()
 
 
+def needs_grid(config) -> bool:
+    """Whether the configured generator or discriminator trains on windows of whole feature grids
+    (:class:`~.batches.GridBatches`) rather than on shuffled single patches; read from the classes,
+    so that asking makes no module (and draws no random number)."""
+    generators = {"gaussian": GaussianNoise, "mixup": MixupNoise, "adversarial": AdversarialNoise,
+                  "learned": LearnedNoise, "perlin": PerlinNoise}
+    discriminators = {"mlp": Discriminator, "conv": ConvDiscriminator}
+    return generators[config.generator].needs_grid or discriminators[config.discriminator].needs_grid
+
+
 def make_loss(config) -> nn.Module:
     return {"truncated_l1": lambda: TruncatedL1Loss(config.dsc_margin), "bce": BCELoss}[config.loss]()
 

@@ -65,8 +65,10 @@ class SuperSimpleNetConfig(ModelConfig):
     clip_grad: float | None = None        # None: 1.0 supervised, off unsupervised (as the authors)
     # Scoring
     smoothing_sigma: float = 4.0
-    holdout_fraction: float = 0.1         # of train/good, held out to set the normal threshold
-    normal_max_fpr: float = 0.01
+    threshold_folds: int = 5              # normal thresholds from every image scored out of fold (k folds); 0: one held-out split
+    holdout_fraction: float = 0.1         # threshold_folds=0: of train/good, held out to set the normal threshold
+    normal_max_fpr: float = 0.01          # the normal threshold flags at most this share of the normal images scored
+    bank_images: int = 512                # normal training images cached (an even sample beyond; 200 steps of 3 read 600)
     # Run
     seed: int = 0
     device: str = "auto"
@@ -92,7 +94,10 @@ class SuperSimpleNetConfig(ModelConfig):
             ("steps", self.steps is None or positive(self.steps), "must be None or a positive integer"),
             ("epochs", self.epochs is None or positive(self.epochs), "must be None or a positive integer"),
             ("steps", self.steps is not None or self.epochs is not None, "or epochs must be set"),
+            ("threshold_folds", isinstance(self.threshold_folds, int) and not isinstance(self.threshold_folds, bool)
+             and (self.threshold_folds == 0 or self.threshold_folds >= 2), "must be 0 (one held-out split) or at least 2"),
             ("holdout_fraction", 0 <= self.holdout_fraction < 1, "must be in [0, 1)"),
+            ("bank_images", positive(self.bank_images) and self.bank_images >= 2, "must be an integer of at least 2"),
             ("normal_max_fpr", 0 < self.normal_max_fpr < 1, "must be in (0, 1)"),
             ("cache_dtype", self.cache_dtype in ("float32", "float16", "bfloat16"),
              "must be float32, float16 or bfloat16"),
@@ -104,10 +109,12 @@ class SuperSimpleNetConfig(ModelConfig):
         """Rolih et al. 2024 (authors' ``train.py``, unsupervised MVTec AD): Wide-ResNet50 layer2+3
         upscaled x2 (64 x 64 x 1536 at 256 px), absolute sigma 0.015, Perlin threshold 0.2, heads of
         1024 and 128 channels, 300 epochs of batch 32, AdamW 1e-4 / 2e-4 / 2e-4, x0.4 at 80% and 90%.
-        Needs a GPU."""
+        Needs a GPU. Its normal thresholds come from one held-out split (``threshold_folds=0``):
+        out-of-fold ones would repeat its long training k more times."""
         values = dict(backbone="wide_resnet50_2", image_size=256, upscale=2, noise_std=0.015,
                       noise_scale="absolute", seg_hidden=1024, cls_channels=128, cls_init="xavier",
-                      steps=None, epochs=300, batch_size=32, lr_adaptor=1e-4, lr_seg=2e-4, lr_cls=2e-4)
+                      steps=None, epochs=300, batch_size=32, lr_adaptor=1e-4, lr_seg=2e-4, lr_cls=2e-4,
+                      threshold_folds=0)
         values.update(overrides)
         return cls(**values)
 

@@ -27,7 +27,8 @@ SimpleNet's.
 As in SimpleNet here, the frozen backbone runs **once per training image**: its two layer maps are
 cached, and each training step rebuilds the upscaled features of its batch from the cache (two
 interpolations and a 3x3 average: fixed, cheap, linear), then trains adaptor and heads. Evaluation
-is honest: the model of the last step, and ``threshold_normal`` from held-out normal training images.
+is honest: the model of the last step, and ``threshold_normal`` from the normal training images, each
+scored by heads trained without it (out of fold).
 
 ``SuperSimpleNetConfig()`` is the CPU default; ``.paper()`` the paper's configuration (Wide-ResNet50,
 256 px, 300 epochs of batch 32); ``.quick()`` a tiny one for tests and notebooks.
@@ -41,7 +42,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..core.fitted import FittedModel, StepLog, in_batches
+from ..core.fitted import CalibrationPlan, FittedModel, StepLog, even_sample, in_batches
 from ..simplenet.anomaly_generator import noise_sigma
 from ..simplenet.feature_adaptor import FeatureAdaptor
 from ..stages.backbones import load_backbone
@@ -111,6 +112,13 @@ class SuperSimpleNet(FittedModel):
             chunks.append([m.to(dtype) for m in self.backbone(images[start:start + batch_size].to(self.device))])
         return [torch.cat(layer) for layer in zip(*chunks)]
 
+    def extract_source(self, source, images: list[int], progress: bool = False) -> list[torch.Tensor]:
+        """:meth:`extract` of ``images`` of an :class:`~simplenet_edu.core.fitted.ImageSource`, read a
+        batch at a time."""
+        chunks = [self.extract(batch) for _, batch in tqdm(source.batches(images), total=math.ceil(len(images) / 8),
+                                                          desc="features", disable=not progress, leave=False)]
+        return [torch.cat(layer) for layer in zip(*chunks)]
+
     def features(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """Layer maps -> ``[B, H, W, C]`` (:func:`upscaled_features`)."""
         return upscaled_features(maps, self.config.upscale, self.config.patch_size)
@@ -122,63 +130,117 @@ class SuperSimpleNet(FittedModel):
         ``data``: an MVTec-layout folder (``train/good``, plus ``train/<defect>`` with masks for the
         supervised mode: see the module docstring), a folder of images, or a tensor ``[N, 3, H, W]``
         in ``[0, 1]`` with optional ``masks [N, H, W]`` (a mask with any defect pixel makes its image
-        anomalous). ``config.holdout_fraction`` of the *normal* images is held out (by seed) to set
-        ``threshold_normal``.
+        anomalous). The thresholds come from the *normal* images scored by heads that never saw them:
+        out of fold (``config.threshold_folds``, the default) or a held-out share
+        (``threshold_folds=0``, ``config.holdout_fraction``). At most ``config.bank_images`` normal
+        images are cached (an even, seeded sample of them beyond), so memory does not grow with the
+        number of images.
         """
-        images = self.training_images(data)
+        source = self.training_source(data)
+        defects, defect_masks = torch.zeros(0, 3, *self.image_shape), torch.zeros(0, *self.image_shape)
         if isinstance(data, torch.Tensor):
-            masks = torch.zeros(len(images), *images.shape[-2:]) if masks is None else masks.float()
-            if masks.shape != (len(images), *images.shape[-2:]):
-                raise InputError("masks", f"expected [N, H, W] = {[len(images), *images.shape[-2:]]}, "
+            masks = torch.zeros(len(source), *self.image_shape) if masks is None else masks.float()
+            if masks.shape != (len(source), *self.image_shape):
+                raise InputError("masks", f"expected [N, H, W] = {[len(source), *self.image_shape]}, "
                                           f"got {list(masks.shape)}")
+            anomalous = masks.flatten(1).amax(dim=1).gt(0)
+            normal_ids = (~anomalous).nonzero().flatten().tolist()
+            defect_ids = anomalous.nonzero().flatten().tolist()
         else:
-            masks = torch.zeros(len(images), *self.image_shape)
+            normal_ids, defect_ids = list(range(len(source))), []
             if self.config.supervised == "auto":
                 defects, defect_masks = read_anomalous_training_set(data, self.resize_shape, self.image_shape)
-                images, masks = torch.cat([images, defects]), torch.cat([masks, defect_masks])
-        labels = masks.flatten(1).amax(dim=1).gt(0).long()
-        normal = (labels == 0).nonzero().flatten().tolist()
-        held = [normal[i] for i in self.split_holdout(len(normal))[1]]
-        train = [i for i in range(len(images)) if i not in set(held)]
+
+        kept = [normal_ids[i] for i in even_sample(len(normal_ids), self.config.bank_images, self.config.seed)]
+        plan = self.calibration_plan(len(kept))
+        in_train = set(plan.train)
+        train = [kept[i] for i in plan.train]
+        held = [kept[i] for fold in plan.folds for i in fold if i not in in_train]
         start = time.perf_counter()
-        bank = self.extract(images[train], progress=progress)
+        cache = [self.extract_source(source, group, progress) for group in (train, held) if group]
+        if defect_ids or len(defects):   # the anomalous images train with the others, after them
+            cache.insert(1, self.extract_source(source, defect_ids) if defect_ids else self.extract(defects))
+        maps = [torch.cat(layer) for layer in zip(*cache)]
         self.timings["seconds_features"] = time.perf_counter() - start
-        holdout = self.extract(images[held]) if held else None
-        return self.fit_features(bank, masks[train], holdout, progress)
+        if isinstance(data, torch.Tensor):
+            cache_masks = masks[train + defect_ids + held]
+        else:
+            cache_masks = torch.cat([torch.zeros(len(train), *self.image_shape), defect_masks,
+                                     torch.zeros(len(held), *self.image_shape)])
+        # Positions in the cache: the normal training images, the anomalous ones, the held-out ones.
+        n_defects = len(maps[0]) - len(train) - len(held)
+        position = {image: i for i, image in enumerate(kept[j] for j in plan.train)}
+        position.update({image: len(train) + n_defects + i for i, image in enumerate(held)})
+        plan.train = [position[kept[i]] for i in plan.train] + list(range(len(train), len(train) + n_defects))
+        plan.folds = [[position[kept[i]] for i in fold] for fold in plan.folds]
+        plan.scored = {position[kept[i]] for i in plan.scored}
+        return self._fit_cache(maps, cache_masks, plan, progress)
 
     def fit_features(self, maps: list[torch.Tensor], masks: torch.Tensor | None = None,
                      holdout: list[torch.Tensor] | None = None, progress: bool = True) -> "SuperSimpleNet":
         """Train on cached layer maps from :meth:`extract` (what :meth:`fit` does after the backbone).
 
         ``masks [N, H_img, W_img]``: real defect masks of the training images (zeros or ``None``:
-        unsupervised); ``holdout``: maps of held-out normal images, which set the thresholds.
+        unsupervised); ``holdout``: maps of held-out normal images, which then set the thresholds;
+        without them, with ``config.threshold_folds`` (the default), the normal training images
+        scored out of fold do.
         """
-        cfg = self.config
         n = len(maps[0])
+        masks = torch.zeros(n, *self.image_shape) if masks is None else masks
+        labels = masks.flatten(1).amax(dim=1).gt(0)
+        normal = (~labels).nonzero().flatten().tolist()
+        if holdout is not None:
+            held = list(range(n, n + len(holdout[0])))
+            plan = CalibrationPlan("held-out", list(range(n)), [held], set(held))
+            maps = [torch.cat([m, h]) for m, h in zip(maps, holdout)]
+            masks = torch.cat([masks, torch.zeros(len(held), *masks.shape[1:])])
+        elif self.config.threshold_folds:
+            plan = self.calibration_plan(len(normal))
+            plan.folds = [[normal[i] for i in fold] for fold in plan.folds]
+            plan.scored = {normal[i] for i in plan.scored}
+            plan.train = list(range(n))
+        else:
+            plan = CalibrationPlan("none", list(range(n)))
+        return self._fit_cache(maps, masks, plan, progress)
+
+    def _fit_cache(self, maps: list[torch.Tensor], masks: torch.Tensor, plan, progress: bool) -> "SuperSimpleNet":
+        """Heads, thresholds and spreads from the cached layer maps of every image ``plan`` names."""
+        cfg = self.config
+        train = plan.train
         grid = tuple(self.features([m[:1] for m in maps]).shape[1:3])
-        cells = torch.zeros(n, *grid) if masks is None else downsample_masks(masks, grid)
+        cells = downsample_masks(masks, grid)
         labels = cells.flatten(1).amax(dim=1)
-        self.supervised = bool(labels.any())
-        self.n_train, self.n_anomalous_train = n, int(labels.sum())
-        self.n_holdout = 0 if holdout is None else len(holdout[0])
+        self.supervised = bool(labels[train].any())
+        self.n_train, self.n_anomalous_train = len(train), int(labels[train].sum())
+        self.n_holdout = len(plan.folds[0]) if plan.method == "held-out" else 0
         self.head.stop_grad = (not self.supervised) if cfg.stop_grad is None else cfg.stop_grad
         bank = self._feature_bank(maps)
         with torch.no_grad():  # the noise scale follows the features: their std over all training cells
             sums = torch.zeros(2, dtype=torch.float64)
-            for i in range(0, n, 8):
-                chunk = (bank[i:i + 8] if bank is not None else self.features([m[i:i + 8] for m in maps])).double()
+            for begin in range(0, len(train), 8):
+                part = train[begin:begin + 8]
+                chunk = (bank[part] if bank is not None else self.features([m[part] for m in maps])).double()
                 sums += torch.stack([chunk.sum(), chunk.pow(2).sum()]).cpu()
-            count = n * grid[0] * grid[1] * self.dim
+            count = len(train) * grid[0] * grid[1] * self.dim
             self.feature_std = math.sqrt(max(sums[1].item() / count - (sums[0].item() / count) ** 2, 0.0))
         self.sigma = noise_sigma(cfg.noise_std, self.feature_std, cfg.noise_scale)
         self.generator = PerlinAnomalyGenerator(self.sigma, cfg.perlin_threshold, cfg.zero_prob)
+        cells, labels = cells.to(self.device), labels.to(self.device)
 
-        start = time.perf_counter()
-        self._train(maps, cells.to(self.device), labels.to(self.device), progress, bank)
-        self.timings["seconds_train"] = time.perf_counter() - start
-        normal = (labels == 0).nonzero().flatten().tolist()
-        self.calibrate([self.score_maps([m[normal] for m in maps])] if normal else [],
-                       None if holdout is None else self.score_maps(holdout))
+        def train_heads(images: list[int], shipped: bool) -> None:
+            started = time.perf_counter()
+            whole = images == list(range(len(labels)))
+            self._train(maps, cells, labels, progress and shipped, bank, None if whole else images)
+            if shipped:
+                self.timings["seconds_train"] = time.perf_counter() - started
+
+        def score(images: list[int]):
+            for begin in range(0, len(images), 8):
+                part = images[begin:begin + 8]
+                yield self.score_maps([m[part] for m in maps])
+
+        in_sample = [i for i in train if not labels[i]]
+        self.fit_heads(plan, train_heads, score, in_sample, progress)
         return self
 
     @torch.no_grad()
@@ -193,9 +255,12 @@ class SuperSimpleNet(FittedModel):
         dtype = getattr(torch, self.config.cache_dtype)
         return torch.cat([self.features([m[i:i + 8] for m in maps]).to(dtype) for i in range(0, n, 8)])
 
-    def _train(self, maps, cells, labels, progress: bool, bank: torch.Tensor | None = None) -> None:
+    def _train(self, maps, cells, labels, progress: bool, bank: torch.Tensor | None = None,
+               images: list[int] | None = None) -> None:
+        """``config.steps`` steps (or ``config.epochs`` passes) over the cached images (``images``: only these)."""
         cfg = self.config
-        n = len(labels)
+        members = None if images is None else torch.tensor(images)
+        n = len(labels) if members is None else len(members)
         batch = min(cfg.batch_size, n)
         per_pass = math.ceil(n / batch)
         log = StepLog.of_run(cfg, per_pass, progress)
@@ -218,7 +283,8 @@ class SuperSimpleNet(FittedModel):
         queue = []
         for step in range(1, total + 1):
             if not queue:
-                queue = list(torch.randperm(n, generator=order).split(batch))
+                perm = torch.randperm(n, generator=order)
+                queue = list((perm if members is None else members[perm]).split(batch))
             idx = queue.pop(0).to(self.device)
             features = bank[idx].float() if bank is not None else self.features([m[idx] for m in maps])
             values = train_step(self.adaptor, self.generator, self.head, loss_fn, optimizer, features,
