@@ -1,5 +1,6 @@
 """The course helpers: environment switches, data and configuration choice, the model cache."""
 
+import json
 import warnings
 
 import pytest
@@ -237,3 +238,41 @@ def test_the_papers_table_averages_to_its_headline_numbers():
     image = sum(i for i, _ in course.PAPER_MVTEC_AD.values()) / 15
     pixel = sum(p for _, p in course.PAPER_MVTEC_AD.values()) / 15
     assert (round(image, 1), round(pixel, 1)) == (99.6, 98.1)
+
+
+def _suite_file(path, command, image, aupro):
+    """A results file of benchmarks.suite with one (mean, std) per set: ``image``/``aupro`` lists in
+    the order of course.SUITE_SETS (None: the set has no masks)."""
+    per_set = {name: {"image_auroc": [i, 0.0], "aupro": None if a is None else [a, 0.01]}
+               for name, i, a in zip(course.SUITE_SETS, image, aupro)}
+    path.write_text(json.dumps({"command": command, "summary": {"per_set": per_set}}))
+
+
+def test_suite_results_read_the_runs_and_the_peers_rows(monkeypatch, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _suite_file(results / "suite_default.json", "python benchmarks/suite.py ", [1.0, 0.9, 0.8, 0.7], [0.9, 0.8, 0.7, None])
+    _suite_file(results / "suite_supersimplenet.json", "python -m benchmarks.suite --name s", [0.5] * 4, [0.5, 0.5, 0.5, None])
+    (results / "default_sweep.md").write_text(
+        "| recipe | a | b | c | d | mean img |\n|---|---|---|---|---|---|\n"
+        "| nearest neighbour on the same features (nothing trained) | 0.9 / 0.95 | 0.8 / 0.7 | 0.7 / 0.6 | 0.6 | 0.75 |\n"
+        "| PatchCore (anomalib 2.7) | 0.95 / 0.5 | 1.0 / 0.9 | 0.6 / 0.8 | 0.81 | 0.84 |\n")
+    monkeypatch.setattr(course.settings, "_checkout", lambda: tmp_path)
+    found = course.suite_results()
+    rows = found["rows"]
+    assert rows["SimpleNet (CPU default)"]["metal_plate"] == {"image_auroc": 0.9, "aupro": 0.8}
+    assert rows["SimpleNet (CPU default)"]["solar_cell"] == {"image_auroc": 0.7, "aupro": None}
+    assert rows["PatchCore"]["cookie"] == {"image_auroc": 0.6, "aupro": 0.8}
+    assert rows["nearest neighbour"]["solar_cell"] == {"image_auroc": 0.6, "aupro": None}
+    assert "`python -m benchmarks.suite`" in found["made_by"]["SimpleNet (CPU default)"]
+    table = course.suite_table(found).splitlines()
+    simplenet = next(line for line in table if line.startswith("SimpleNet"))
+    patchcore = next(line for line in table if line.startswith("PatchCore"))
+    # hazelnut_toy: SimpleNet's image AUROC 1.0 is the highest, the nearest neighbour's AUPRO 0.95;
+    # means: SimpleNet image 0.85 and AUPRO 0.8 (both the highest: the nearest neighbour's AUPRO mean is
+    # 0.75); PatchCore's means: image (0.95 + 1.0 + 0.6 + 0.81) / 4, AUPRO (0.5 + 0.9 + 0.8) / 3.
+    assert "1.000* / 0.900 " in simplenet and "0.850* / 0.800*" in simplenet
+    assert "0.950  / 0.500 " in patchcore and "0.840  / 0.733 " in patchcore
+    (results / "suite_supersimplenet.json").unlink()
+    with pytest.raises(InputError, match="suite_supersimplenet.json"):
+        course.suite_results()
