@@ -20,6 +20,7 @@ from PIL import Image
 
 from simplenet_edu import SimpleNet, SimpleNetConfig, data
 from simplenet_edu.apps.cli import main
+from simplenet_edu.core import checkpoint as checkpoint_file
 from simplenet_edu.utils import atomic
 from simplenet_edu.utils.errors import WriteError
 
@@ -89,7 +90,7 @@ def test_a_full_tmpfs_gives_one_line_and_leaves_nothing(demo, checkpoint, tmp_pa
         fill(small, leave=16 * 1024)
         before = sorted(p.name for p in small.iterdir())
 
-        # The checkpoint: torch's own writer fails ("unexpected pos"); the line says why.
+        # The checkpoint: torch.save writes into an open file, whose write fails with ENOSPC itself.
         target = small / "m.pt"
         code, out, err = run(["train", "--data", str(demo), *FAST, "--output", str(target)], capsys)
         assert code == 2
@@ -183,6 +184,9 @@ class HalfWritten:
         self.handle.flush()
         raise enospc(self.path)
 
+    def flush(self):
+        self.handle.flush()
+
     def __enter__(self):
         return self
 
@@ -193,11 +197,6 @@ class HalfWritten:
 def _save_half_then_fail(self, fp, *args, **kwargs):
     Path(fp).write_bytes(b"\x89PNG half")
     raise enospc(fp)
-
-
-def _torch_save_half_then_fail(obj, path, *args, **kwargs):
-    Path(path).write_bytes(b"PK half a zip")
-    raise enospc(path)
 
 
 def _bytes_half_then_fail(self, data):
@@ -224,10 +223,8 @@ class _OsWithFullDisk:
 
 
 def _inject(monkeypatch, writer: str) -> None:
-    import torch
-
-    if writer == "checkpoint":
-        monkeypatch.setattr(torch, "save", _torch_save_half_then_fail)
+    if writer == "checkpoint":   # the real torch.save, into a file whose write fails
+        monkeypatch.setattr(checkpoint_file, "open", HalfWritten, raising=False)
     elif writer in ("json", "benchmark"):
         monkeypatch.setattr(atomic, "open", HalfWritten, raising=False)
     elif writer in ("heat map", "demo"):
@@ -278,24 +275,43 @@ def test_enospc_in_every_writer_is_one_line_and_leaves_nothing(writer, demo, che
     assert hidden(out) == [] and (out / "keep.txt").read_text() == "someone's file"
 
 
-def test_a_writer_that_hides_the_error_while_the_disk_is_full(tmp_path, monkeypatch):
-    """torch's zip writer reports a full disk as ``RuntimeError: ... unexpected pos``: with the disk full
-    that becomes the one line; with space left it stays the bug it would be."""
+class FullAfter(HalfWritten):
+    """A file on a disk that fills after ``room`` bytes: writes succeed until then, then fail with ENOSPC."""
+
+    room = 1000
+
+    def write(self, data):
+        if self.handle.tell() + len(data) > self.room:
+            raise enospc(self.path)
+        return self.handle.write(data)
+
+
+def test_torch_save_reports_the_error_of_the_write_itself(tmp_path, monkeypatch):
+    """torch's zip writer turns a write that fails after others succeeded into ``RuntimeError: ...
+    unexpected pos``: the checkpoint raises the write's own error instead (one line), and any other
+    failure of torch stays what it is."""
+    import torch
+
     target = tmp_path / "m.pt"
+    payload = {"weights": torch.zeros(4096)}                       # 16 kB: the disk fills in the middle
+    with pytest.raises(RuntimeError, match="unexpected pos"):    # what torch alone says
+        with FullAfter(tmp_path / "direct.pt", "wb") as handle:
+            torch.save(payload, handle)
+    (tmp_path / "direct.pt").unlink()
+    for opener in (FullAfter, HalfWritten):                        # full in the middle, full at once
+        monkeypatch.setattr(checkpoint_file, "open", opener, raising=False)
+        with pytest.raises(WriteError, match=f"^{target}: {FULL}$"):
+            checkpoint_file.write_checkpoint(target, payload)
+        assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
 
-    def torch_like(tmp):
-        Path(tmp).write_bytes(b"PK half")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    def broken(obj, handle, *args, **kwargs):
+        handle.write(b"PK half")
+        raise RuntimeError("a bug, not a full disk")
 
-    monkeypatch.setattr(atomic, "_disk_full", lambda folder: True)
-    with pytest.raises(WriteError, match=f"^{target}: {FULL}$"):
-        with atomic.atomic_path(target) as tmp:
-            torch_like(tmp)
-    assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(atomic, "_disk_full", lambda folder: False)
-    with pytest.raises(RuntimeError, match="unexpected pos"):
-        with atomic.atomic_path(target) as tmp:
-            torch_like(tmp)
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        checkpoint_file.write_checkpoint(target, payload)
     assert list(tmp_path.iterdir()) == []
 
 

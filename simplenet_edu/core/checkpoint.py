@@ -23,12 +23,44 @@ CHECKPOINT_FORMAT = "simplenet-edu"
 CHECKPOINT_VERSION = 1
 
 
+class _KeptErrors:
+    """A binary file's ``write``, keeping the ``OSError`` it raises: torch's zip writer turns the error
+    of a failed write (no space left...) into ``RuntimeError: ... unexpected pos``."""
+
+    def __init__(self, handle):
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as error:
+            self.error = error
+            raise
+
+
 def write_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` with the format's header, atomically (a temporary file, then a rename)."""
+    """Write ``payload`` with the format's header, atomically (a temporary file, then a rename).
+
+    ``torch.save`` writes into an open file, so that a failed write raises the operating system's own
+    error (a full disk: ``ENOSPC``), which :func:`~simplenet_edu.utils.atomic.atomic_path` turns into
+    the one-line ``WriteError``."""
     import torch  # here, not above: the registry reads model kinds through this module without torch
 
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        kept = _KeptErrors(handle)
+        try:
+            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, kept)
+        except RuntimeError:
+            if kept.error is None:
+                raise
+            raise kept.error from None
     return Path(path)
 
 

@@ -36,11 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import InputError, WriteError
-
-# A writer that hides the operating system's error (torch's zip writer raises "unexpected pos")
-# failed for lack of space when its file system has less than this left after the failure.
-_FULL_BELOW_BYTES = 1 << 20
+from .errors import WriteError
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -82,14 +78,6 @@ def write_reason(error: OSError, path: str | os.PathLike) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _disk_full(folder: Path) -> bool:
-    try:
-        stats = os.statvfs(folder)
-    except (OSError, AttributeError):   # no statvfs (Windows), or the folder is gone
-        return False
-    return stats.f_bavail * stats.f_frsize < _FULL_BELOW_BYTES
-
-
 def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
     """Raise :class:`WriteError` now if ``path`` (a file, or with ``folder`` a folder) clearly cannot be
     written: a parent is a file, the file is a folder, the file system is read-only, no permission.
@@ -125,8 +113,10 @@ def make_folder(folder: str | os.PathLike, for_path: str | os.PathLike | None = 
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on any exception it is removed.
 
-    A failed write (an ``OSError`` with an error number, or any error of a writer that hides it while
-    the disk is full) becomes a one-line :class:`WriteError` naming ``path`` and the reason."""
+    A failed write (an ``OSError`` with an error number) becomes a one-line :class:`WriteError` naming
+    ``path`` and the reason. A writer that hides the operating system's error is given an open file
+    instead of the path, so that the error comes from the write itself
+    (:func:`~simplenet_edu.core.checkpoint.write_checkpoint`)."""
     path = Path(path)
     make_folder(path.parent, path)
     tmp = temp_path(path)
@@ -137,12 +127,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if error.errno is None:
             raise
         raise WriteError(path, f"cannot write: {write_reason(error, path)}") from error
-    except InputError:
-        raise
-    except Exception as error:
-        if tmp.exists() and _disk_full(tmp.parent):
-            raise WriteError(path, "cannot write: no space left on device") from error
-        raise
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
