@@ -229,7 +229,7 @@ class SetFeatures:
         from simplenet_edu.simplenet.model import SimpleNet
 
         key = f"v2-{name}-{config.backbone}-{config.image_size}-{config.crop_size}-{config.target_embed_dim}" \
-              f"-{config.pretrain_embed_dim}" + ("-aspect" if config.keep_aspect else "")
+              f"-{config.pretrain_embed_dim}" + {True: "-aspect", "auto": "-auto"}.get(config.keep_aspect, "")
         path = SWEEP_CACHE / f"{key}.pt"
         if path.is_file():
             cached = torch.load(path, weights_only=False)

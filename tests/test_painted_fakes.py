@@ -128,3 +128,77 @@ def test_paint_training_set_reads_clean_features_from_the_bank_and_restricts_to_
     cells = painting.cells([1, 3], r=1.0, seed=0)
     # Only the copies of images 1 and 3: at most their 8 cells, split into normal and fake ones.
     assert len(cells.normals) + len(cells.fakes) <= 8
+
+
+# ---------------------------------------------------------------- in training (fakes="painted")
+
+from simplenet_edu import SimpleNet, SimpleNetConfig                       # noqa: E402
+from simplenet_edu.simplenet.loss import BCELoss                          # noqa: E402
+from simplenet_edu.simplenet.training import train_step                   # noqa: E402
+from simplenet_edu.utils.errors import InputError                         # noqa: E402
+
+
+def test_train_step_adds_the_painted_cells_own_loss_by_hand():
+    # Discriminator: the feature itself (a 1 x 1 linear map of weight 1); fakes: normal + 1; no optimiser.
+    discriminator = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.ones_(discriminator.weight)
+    normal = torch.tensor([[0.0], [1.0]])
+    painted = (torch.tensor([[2.0]]), torch.tensor([[-1.0], [0.0]]))
+
+    def log1p_exp(x):
+        return math.log1p(math.exp(x))
+
+    # BCE on logits: a normal s costs log(1 + e^-s), a fake log(1 + e^s), each term the mean over its rows.
+    gaussian = (log1p_exp(0) + log1p_exp(-1) + log1p_exp(1) + log1p_exp(2)) / 4
+    cells = (log1p_exp(-2) + log1p_exp(-1) + log1p_exp(0)) / 3
+    plain = train_step(torch.nn.Identity(), lambda x, discriminator=None: x + 1, discriminator, [], normal, BCELoss())
+    both = train_step(torch.nn.Identity(), lambda x, discriminator=None: x + 1, discriminator, [], normal, BCELoss(),
+                      painted)
+    assert plain["loss"] == pytest.approx(gaussian, rel=1e-6)
+    assert both["loss"] == pytest.approx(gaussian + cells, rel=1e-6)
+
+
+def test_config_rules_for_painted_fakes_and_keep_aspect():
+    assert SimpleNetConfig().fakes == "gaussian" and SimpleNetConfig().keep_aspect == "auto"
+    assert SimpleNetConfig.paper().keep_aspect is False                     # the paper preset squashes, as it did
+    with pytest.raises(InputError, match="fakes"):
+        SimpleNetConfig(fakes="textures")
+    with pytest.raises(InputError, match="fakes: 'painted' needs discriminator='mlp'"):
+        SimpleNetConfig(fakes="painted", discriminator="conv")
+    with pytest.raises(InputError, match="keep_aspect: must be True, False or 'auto'"):
+        SimpleNetConfig(keep_aspect="sometimes")
+
+
+def _tiny(**overrides):
+    values = dict(image_size=64, pretrain_embed_dim=32, target_embed_dim=32, dsc_hidden=32, steps=12,
+                  batch_size=64, holdout_fraction=0.25, threshold_folds=0, val_checkpoints=0, device="cpu",
+                  fakes="painted")
+    values.update(overrides)
+    return SimpleNetConfig.quick(**values)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def test_fit_with_painted_fakes_draws_half_a_batch_of_cells_each_step(images, monkeypatch):
+    import simplenet_edu.simplenet.model as model_lib
+
+    sizes = []
+    real_step = model_lib.train_step
+    monkeypatch.setattr(model_lib, "train_step",
+                        lambda *args: sizes.append(sum(len(part) for part in args[6])) or real_step(*args))
+    model = SimpleNet(_tiny()).fit(images, progress=False)
+    assert sizes == [32] * 12                         # batch_size / 2 painted cells at every step
+    assert model.timings["seconds_painting"] > 0 and model.threshold_normal is not None
+    again = SimpleNet(_tiny()).fit(images, progress=False)
+    scores, _ = model.predict(images[:2])
+    assert torch.equal(scores, again.predict(images[:2])[0])     # seeded: the same painting, the same heads
+
+
+def test_painted_fakes_with_out_of_fold_thresholds_and_not_from_features(images):
+    model = SimpleNet(_tiny(threshold_folds=2)).fit(images, progress=False)
+    assert model.threshold_normal is not None
+    with pytest.raises(InputError, match="fakes: 'painted' paints the training images: use fit"):
+        SimpleNet(_tiny()).fit_features(torch.rand(4, 64, 32), (8, 8))

@@ -52,7 +52,8 @@ def add_model_options(parser: argparse.ArgumentParser, every_seed: bool = False)
     group.add_argument("--preset", choices=["default", "paper", "quick"], default="default",
                        help="configuration preset (default: the CPU default; paper: the paper's configuration, "
                             f"{paper.backbone}; quick: seconds on a CPU, for first experiments)")
-    group.add_argument("--backbone", help="efficientnet_lite0, wide_resnet50_2 or resnet18 (default "
+    group.add_argument("--backbone", help="efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 (offline; "
+                                          "lite1 and lite2 with the backbones extra), wide_resnet50_2 or resnet18 (default "
                                           f"{_per_model('backbone')}; --preset paper: {paper.backbone})")
     group.add_argument("--weights", help="local file with the backbone's ImageNet weights")
     group.add_argument("--image-size", type=int, nargs="+", metavar=("H", "W"),
@@ -60,10 +61,12 @@ def add_model_options(parser: argparse.ArgumentParser, every_seed: bool = False)
                             f"first, then width). Default {_per_model('image_size')}; --preset quick: "
                             f"{_per_model('image_size', 'quick')}; --preset paper: "
                             f"{_per_model('image_size', 'paper', input_text)}")
-    group.add_argument("--keep-aspect", action="store_true", default=None,
+    group.add_argument("--keep-aspect", action=argparse.BooleanOptionalAction, default=None,
                        help="keep the training images' aspect ratio: the short side gets --image-size, the "
                             "long side follows (rounded to the backbone's stride, 16), fixed at training and "
-                            "saved with the model (default: off)")
+                            "saved with the model; --no-keep-aspect squashes every image to --image-size "
+                            "(default: auto, kept when the training images' median long side is at least "
+                            "1.5 x the short one, data.AUTO_ASPECT; --preset paper: off)")
     group.add_argument("--steps", type=int,
                        help=f"optimiser steps of the heads (default: {_per_model('steps')}; --preset quick: "
                             f"{_per_model('steps', 'quick')})")
@@ -94,6 +97,10 @@ def add_model_options(parser: argparse.ArgumentParser, every_seed: bool = False)
         "Each default is the CPU default's choice (--preset default); --preset paper takes the paper's.")
     for part in CHOICES:
         variants.add_argument(f"--{part.replace('_', '-')}", choices=CHOICES[part], help=variant_help(part))
+    variants.add_argument("--fakes", choices=["gaussian", "painted"],
+                          help="gaussian: the paper's noised patch features only; painted: also the cells of one "
+                               "painted copy of each training image (a texture or a drawn defect) that lie far "
+                               f"from the normal patches (default {simplenet.fakes})")
     variants.add_argument("--topk", type=float,
                           help=f"image score topk: patches (>= 1) or share (< 1); default {simplenet.topk:g}")
 
@@ -113,6 +120,7 @@ def build_config(args: argparse.Namespace):
                "noise_std": args.noise_std, "seed": args.seed, "device": args.device,
                "threshold_folds": getattr(args, "threshold_folds", None)}
     simplenet_only = {"keep_aspect": args.keep_aspect, "select": args.select, "topk": args.topk,
+                      "fakes": getattr(args, "fakes", None),
                       **{part: getattr(args, part) for part in CHOICES}}
     if kind == "supersimplenet":
         for option, value in simplenet_only.items():

@@ -245,15 +245,16 @@ class FittedModel(torch.nn.Module):
         """The normal training images of ``data``, read as they are needed (:class:`ImageSource`).
 
         A folder is checked whole first (:func:`~simplenet_edu.data.check_dataset`: every problem
-        reported before any model work); with ``config.keep_aspect`` its training images' median aspect
-        ratio fixes ``resize_shape`` and ``image_shape``. A tensor ``[N, 3, H, W]`` is the model's input
+        reported before any model work); where ``config.keep_aspect`` keeps it (``True``, or ``"auto"`` for
+        images at least 1.5 x as long as wide: :func:`~simplenet_edu.data.keeps_aspect`), its training
+        images' median aspect ratio fixes ``resize_shape`` and ``image_shape``. A tensor ``[N, 3, H, W]`` is the model's input
         as it is (the model takes its size); a data set of dicts gives its ``"image"`` entries.
         """
         cfg = self.config
         if isinstance(data, (str, Path)):
             check = data_lib.check_dataset(data, image_size=cfg.image_size, crop_size=cfg.crop_size,
                                            backbone=cfg.backbone)
-            if getattr(cfg, "keep_aspect", False):
+            if data_lib.keeps_aspect(getattr(cfg, "keep_aspect", False), check.aspect(), cfg.image_size):
                 self.resize_shape, self.image_shape = data_lib.aspect_shapes(
                     cfg.image_size, cfg.crop_size, check.aspect(), multiple=max(self.strides))
             return ImageSource(paths=check.train, shapes=(self.resize_shape, self.image_shape))

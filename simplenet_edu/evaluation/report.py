@@ -110,8 +110,10 @@ def input_text(config) -> str:
     """The input size in words: ``"256 px"``, ``"329 px -> crop 288 px"``, ``"320 x 256 px"``, or
     ``"256 px on the short side (aspect kept)"``."""
     image_size, crop_size = _field(config, "image_size"), _field(config, "crop_size")
-    if _field(config, "keep_aspect"):
+    if _field(config, "keep_aspect") is True:
         return f"{_side(image_size)} on the short side (aspect kept)"
+    if _field(config, "keep_aspect") == "auto" and crop_size is None and not isinstance(image_size, (list, tuple)):
+        return f"{_side(image_size)} (on the short side, aspect kept, for images at least 1.5 x as long as wide)"
     return _side(image_size) if crop_size is None else f"{_side(image_size)} -> crop {_side(crop_size)}"
 
 

@@ -61,7 +61,8 @@ class SimpleNetConfig(ModelConfig):
     pretrained: bool = True
     image_size: int | tuple[int, int] = 256  # resize to image_size x image_size, or to (height, width) ...
     crop_size: int | tuple[int, int] | None = None  # ... then centre-crop (paper: 329 -> 288; data.input_shapes)
-    keep_aspect: bool = False             # short side image_size, long side from the training images' aspect
+    keep_aspect: bool | str = "auto"      # True: short side image_size, long side from the training images'
+                                          # aspect; "auto": so when the long side is >= 1.5 x the short one
     patch_size: int = 3                   # local aggregation neighbourhood
     pretrain_embed_dim: int = 384         # each layer pooled to this
     target_embed_dim: int = 384           # patch feature dimension D
@@ -69,6 +70,7 @@ class SimpleNetConfig(ModelConfig):
     noise_std: float = 0.75
     noise_scale: str = "relative"         # "relative": sigma = noise_std * std of training features
     mix_noise: int = 1
+    fakes: str = "gaussian"               # gaussian | painted: also cells of painted training images as fakes
     # Discriminator and loss
     dsc_hidden: int = 384
     dsc_layers: int = 2
@@ -115,6 +117,7 @@ class SimpleNetConfig(ModelConfig):
             pretrain_embed_dim=1536, target_embed_dim=1536,
             noise_std=0.015, noise_scale="absolute", dsc_hidden=1024, adaptor="linear", loss="truncated_l1",
             epochs=160, batch_size=8 * 36 * 36, lr_adaptor=1e-4, lr_discriminator=2e-4, threshold_folds=0,
+            keep_aspect=False,
         )
         values.update(overrides)
         return cls(**values)
@@ -134,8 +137,13 @@ class SimpleNetConfig(ModelConfig):
         rules += [
             ("image_size", size_ok(self.image_size), "must be a positive integer or a (height, width) pair"),
             ("crop_size", size_ok(self.crop_size, optional=True), "must be None, a positive integer or a pair"),
-            ("keep_aspect", not self.keep_aspect or isinstance(self.image_size, int),
+            ("keep_aspect", self.keep_aspect is True or self.keep_aspect is False or self.keep_aspect == "auto",
+             "must be True, False or 'auto'"),
+            ("keep_aspect", self.keep_aspect is not True or isinstance(self.image_size, int),
              "needs one image_size (the short side)"),
+            ("fakes", self.fakes in ("gaussian", "painted"), "must be 'gaussian' or 'painted'"),
+            ("fakes", self.fakes != "painted" or (self.discriminator == "mlp" and self.adaptor != "conv"),
+             "'painted' needs discriminator='mlp' and an adaptor other than 'conv' (it scores single cells)"),
             ("steps", positive(self.steps), "must be a positive integer"),
             ("epochs", self.epochs is None or positive(self.epochs), "must be None or a positive integer"),
             ("batch_size", positive(self.batch_size), "must be a positive integer"),

@@ -6,7 +6,9 @@ Read top to bottom, this file is the method; each stage lives in its own module 
    (:mod:`.local_aggregation`) turn each image into patch features ``[B, h*w, D]``, computed once per
    training image and cached;
 2. the feature adaptor re-mixes them (:mod:`.feature_adaptor`; the CPU default leaves them as they are);
-3. the anomalous feature generator adds Gaussian noise to make fakes (:mod:`.anomaly_generator`);
+3. the anomalous feature generator adds Gaussian noise to make fakes (:mod:`.anomaly_generator`;
+   ``fakes="painted"`` also takes cells of painted copies of the training images,
+   :mod:`.anomaly_generator_painted`);
 4. the discriminator (:mod:`.discriminator`) learns to tell them apart with the paper's truncated L1
    loss, or BCE in the CPU default (:mod:`.loss`); one update is :func:`~.training.train_step`;
 5. at test time ``-D(adapted feature)`` scores each patch; the image score is the maximum, the
@@ -32,6 +34,7 @@ from ..stages.backbones import load_backbone
 from ..utils.errors import InputError
 from . import variants
 from .anomaly_generator import noise_sigma
+from .anomaly_generator_painted import paint_training_set
 from .batches import GridBatches, PatchBatches, endless
 from .config import SimpleNetConfig
 from .folded import FoldedScorer
@@ -121,7 +124,17 @@ class SimpleNet(FittedModel):
             painted = painted_validation_set(source.load(plan.folds[0][: self.config.val_images]), self.config.seed)
             validation = (painted, self.extract(painted.images, layers=self.adaptor.reads_layers))
         in_sample = bank_images if bank.shape[1] == grid[0] * grid[1] else []   # whole grids: scored for the spread
-        return self._fit_bank(bank, bank_images, full, grid, plan, in_sample, progress, validation)
+        painting = None
+        if self.config.fakes == "painted":
+            start = time.perf_counter()
+            at_hand = {image: bank[row] for row, image in enumerate(in_sample)}
+            # As many copies as the bank holds whole grids: memory stays bounded on large sets.
+            most = max(2, self.config.bank_patches // (grid[0] * grid[1]))
+            chosen = [plan.train[i] for i in even_sample(len(plan.train), most, self.config.seed)]
+            painting = paint_training_set(source.load, lambda images: self.extract(images), chosen, grid,
+                                          self.config.seed, clean=at_hand.get, progress=progress)
+            self.timings["seconds_painting"] = time.perf_counter() - start
+        return self._fit_bank(bank, bank_images, full, grid, plan, in_sample, progress, validation, painting)
 
     @torch.no_grad()
     def stream_features(self, source, plan, progress: bool = True):
@@ -197,13 +210,17 @@ class SimpleNet(FittedModel):
             full = {i: bank[i] for i in images}
         else:
             plan, full = CalibrationPlan("none", images), {i: bank[i] for i in images}
+        if self.config.fakes == "painted":
+            raise InputError("fakes", "'painted' paints the training images: use fit (fit_features has their "
+                                      "features only)")
         if plan.method == "out-of-fold" and validation is not None:
             raise InputError("validation", "needs held-out images (threshold_folds=0 and a holdout)")
         return self._fit_bank(bank, images, full, grid, plan, images, progress, validation)
 
     def _fit_bank(self, bank: torch.Tensor, bank_images: list[int], full: dict, grid: tuple[int, int], plan,
-                  in_sample: list[int], progress: bool, validation=None) -> "SimpleNet":
-        """Heads, thresholds and spreads from a bank of training patches (:meth:`stream_features`)."""
+                  in_sample: list[int], progress: bool, validation=None, painting=None) -> "SimpleNet":
+        """Heads, thresholds and spreads from a bank of training patches (:meth:`stream_features`);
+        ``painting``: the painted training images (``fakes="painted"``)."""
         cfg = self.config
         start = time.perf_counter()
         # The noise scale follows the patch features, whichever form the adaptor reads.
@@ -219,8 +236,10 @@ class SimpleNet(FittedModel):
         def train(images: list[int], shipped: bool) -> None:
             started = time.perf_counter()
             rows = [position[i] for i in images if i in position]
+            painted = None if painting is None else \
+                painting.cells(images, self.sigma * bank.shape[-1] ** 0.5, cfg.seed)
             self._train(bank, grid, progress and shipped, validation if shipped else None,
-                        None if len(rows) == len(bank) else rows)
+                        None if len(rows) == len(bank) else rows, painted)
             if shipped:
                 self.timings["seconds_train"] = time.perf_counter() - started
 
@@ -234,14 +253,16 @@ class SimpleNet(FittedModel):
         return self
 
     def _train(self, bank: torch.Tensor, grid: tuple[int, int], progress: bool, validation=None,
-               images: list[int] | None = None) -> None:
+               images: list[int] | None = None, painted=None) -> None:
         """The training loop: ``config.steps`` optimiser steps (or ``config.epochs`` passes) over the
         cached ``bank`` (``images``: only these of its images); the painted ``validation`` set, if any,
-        scored at ``config.val_checkpoints`` rows."""
+        scored at ``config.val_checkpoints`` rows; ``painted``: the
+        :class:`~.anomaly_generator_painted.PaintedCells` each step adds ``batch_size / 2`` of."""
         cfg = self.config
         optimizers = make_optimizers(cfg, self.adaptor, self.discriminator, self.generator)
         loss_fn = variants.make_loss(cfg)
         shuffle = torch.Generator().manual_seed(cfg.seed)
+        draw = torch.Generator().manual_seed(cfg.seed)
         needs_grid = self.generator.needs_grid or self.discriminator.needs_grid
         batches = GridBatches(bank, grid, cfg.batch_size, shuffle, images) if needs_grid \
             else PatchBatches(bank, cfg.batch_size, shuffle, images)
@@ -252,7 +273,9 @@ class SimpleNet(FittedModel):
         best = None                                                    # (val_score, step, heads)
         self.train()
         for step, batch in enumerate(endless(batches, total), start=1):
-            values = train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn)
+            cells = None if painted is None else \
+                tuple(part.to(self.device) for part in painted.draw(cfg.batch_size // 2, draw))
+            values = train_step(self.adaptor, self.generator, self.discriminator, optimizers, batch, loss_fn, cells)
             for schedule in schedulers:
                 schedule.step()
             row = log.add(step, values, row=step in checkpoints)

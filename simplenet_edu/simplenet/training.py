@@ -18,13 +18,16 @@ from .config import SimpleNetConfig
 from .loss import TruncatedL1Loss
 
 
-def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, loss) -> dict:
+def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, loss,
+               painted: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """One SimpleNet update on a mini-batch of frozen patch features: ``[N, D]`` shuffled patches, or
     ``[B, h, w, D]`` grids for the variants that need neighbours.
 
     Adapt, make fakes, score both with one discriminator call (so BatchNorm sees both), loss
     (``loss``: a loss object from :mod:`.loss`, or the paper's truncated L1 margin as a number),
-    one backward pass through discriminator, adaptor (and a learned generator).
+    one backward pass through discriminator, adaptor (and a learned generator). ``painted``: cells of
+    painted training images (``fakes="painted"``, :mod:`.anomaly_generator_painted`), ``(normal [C, D],
+    fake [M, D])``, adapted and scored in a call of their own, with a loss term of their own.
     """
     loss_fn = loss if callable(loss) else TruncatedL1Loss(loss)
     normal = adaptor(features)
@@ -40,6 +43,11 @@ def train_step(adaptor, generator, discriminator, optimizers, features: torch.Te
         normal_scores = torch.cat([normal_scores, fake_scores[~changed]])
         fake_scores = fake_scores[changed]
     loss = loss_fn(normal_scores, fake_scores)
+    if painted is not None:
+        # Their own discriminator call: the rows of a painted image are not the batch's shuffled patches,
+        # and this is the form measured on the development suite.
+        painted_scores = discriminator(adaptor(torch.cat(painted))).flatten()
+        loss = loss + loss_fn(painted_scores[: len(painted[0])], painted_scores[len(painted[0]):])
 
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
