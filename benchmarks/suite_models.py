@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             records[kind] = {"runs": runs, "kept_bytes": {name: float(np.mean([r["kept_bytes"] for r in runs[name]]))
                                                           for name in names}, "source": "this run"}
         records[kind]["summary"] = summarise(records[kind]["runs"])
+    records = {kind: records[kind] for kind in MODELS if kind in records}     # the table's order, whatever ran first
     text = markdown(records, names, args.seeds, recorded, reused, reference or None, args.nn_seeds)
     print(text)
     if args.output:
