@@ -13,7 +13,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 COURSE = (
     "00_introduction_and_data", "01_feature_extraction", "02_feature_adaptation",
     "03_anomalous_feature_generation", "04_discriminator_training", "05_evaluation_and_localization",
-    "06_simplenet_from_scratch", "07_thresholds", "08_ablations", "09_capstone",
+    "06_simplenet_from_scratch", "07_thresholds", "08_ablations", "09_capstone", "10_supersimplenet",
 )  # fmt: skip
 # Every notebook, the solutions under notebooks/solutions/ included (nbval runs them all).
 ALL = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)

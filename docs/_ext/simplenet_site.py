@@ -55,7 +55,7 @@ class ResultsError(ValueError):
 
 SOLUTIONS_INDEX = """# Solutions
 
-Worked solutions to the exercises of notebooks 00-09, one notebook per course notebook; each runs on
+Worked solutions to the exercises of notebooks 00-10, one notebook per course notebook; each runs on
 its own, in the same three sizes.
 
 ```{toctree}
