@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (RESULTS, SUITE, SUITE_DIR, cell, command, find_sets, made_by, seeds_note, spread,
-                               write_md_json)
+                               write_json, write_md_json)
 from simplenet_edu.course.baselines import NearestNeighbourBaseline
 from simplenet_edu.evaluation.evaluator import evaluate
 from simplenet_edu.simplenet.config import SimpleNetConfig
@@ -154,6 +154,33 @@ def markdown(records: dict, names: list[str], seeds: list[int], recorded: str, r
     return "\n".join(lines) + "\n"
 
 
+def render(path: Path) -> None:
+    """The table of a saved run; a run cut short (``.partial.json``) gets its summaries here, and its
+    models that never started are left out."""
+    saved = json.loads(path.read_text())
+    records = {}
+    for kind, record in saved["records"].items():
+        record["runs"] = {name: rows for name, rows in record["runs"].items() if rows}
+        if record["runs"]:
+            records[kind] = record
+    for record in records.values():
+        record["summary"] = summarise(record["runs"])
+        if "kept_bytes" not in record:
+            record["kept_bytes"] = {name: float(np.mean([r["kept_bytes"] for r in rows]))
+                                    for name, rows in record["runs"].items()}
+    names = [n for n in SUITE if any(n in r["runs"] for r in records.values())]
+    nn = records.get("nearest_neighbour")
+    seeds = saved.get("seeds") or sorted({r["seed"] for record in records.values() if record is not nn
+                                          for rows in record["runs"].values() for r in rows})
+    nn_seeds = sorted({r["seed"] for rows in nn["runs"].values() for r in rows}) if nn else None
+    reused = [kind for kind, record in records.items() if record.get("source") in SAVED.values()]
+    records = {kind: records[kind] for kind in MODELS if kind in records}
+    text = markdown(records, names, seeds, saved["command"], reused, saved.get("timing_reference") or None, nn_seeds)
+    print(text)
+    output = path.with_name(path.name.replace(".partial.json", ".json"))
+    write_md_json(output, text, {**saved, "records": records}, indent=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -167,8 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing-reference", action="store_true",
                         help="also fit SimpleNet's default here at the first seed, right after the painted fakes' fit")
     parser.add_argument("--output", type=Path, help="results/NAME: writes NAME.md and NAME.json")
+    parser.add_argument("--render", type=Path,
+                        help="re-print a saved run (NAME.json, or the NAME.partial.json of a run cut short) and "
+                             "write NAME.md / NAME.json from it, no training")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.render:
+        render(args.render)
+        return
     folders, skipped = find_sets(args.suite, demo=False, names=args.sets)
     for line in skipped:
         print(f"suite_models: {line}", file=sys.stderr)
@@ -189,14 +222,20 @@ def main(argv: list[str] | None = None) -> None:
                      "keep --reuse")
         else:
             runs = {}
+            records[kind] = {"runs": runs, "source": "this run"}
             for name in names:
                 seeds = args.nn_seeds if kind == "nearest_neighbour" and args.nn_seeds else args.seeds
-                runs[name] = [run_here(kind, folders[name], seed, backbone) for seed in seeds]
+                runs[name] = []
+                for seed in seeds:
+                    runs[name].append(run_here(kind, folders[name], seed, backbone))
+                    if args.output:   # every finished run kept: a run cut short still leaves its numbers
+                        write_json(args.output.with_suffix(".partial.json"), {"command": recorded, "seeds": args.seeds,
+                                                                             "models": MODELS, "records": records},
+                                   indent=1)
                 if kind == "painted" and args.timing_reference:    # right after the painted fit of the same seed
                     default = run_here("simplenet", folders[name], args.seeds[0], backbone)
                     reference[name] = {"simplenet": default["seconds_fit"], "painted": runs[name][0]["seconds_fit"]}
-            records[kind] = {"runs": runs, "kept_bytes": {name: float(np.mean([r["kept_bytes"] for r in runs[name]]))
-                                                          for name in names}, "source": "this run"}
+            records[kind]["kept_bytes"] = {name: float(np.mean([r["kept_bytes"] for r in runs[name]])) for name in names}
         records[kind]["summary"] = summarise(records[kind]["runs"])
     records = {kind: records[kind] for kind in MODELS if kind in records}     # the table's order, whatever ran first
     text = markdown(records, names, args.seeds, recorded, reused, reference or None, args.nn_seeds)
@@ -204,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.output:
         write_md_json(args.output, text, {"command": recorded, "seeds": args.seeds, "models": MODELS,
                                           "records": records, "timing_reference": reference}, indent=1)
+        args.output.with_suffix(".partial.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
