@@ -126,9 +126,11 @@ def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
 
     masks: [N, H, W] in {0, 1}; maps: [N, H, W]. One point per distinct score t, predicting
     ``maps >= t`` anomalous:
-      - FPR = flagged normal pixels / all normal pixels (over all images);
-      - PRO = mean, over every ground-truth region (8-connected component, over all images), of the
-        fraction of that region's pixels that are flagged.
+
+    - FPR = flagged normal pixels / all normal pixels (over all images);
+    - PRO = mean, over every ground-truth region (8-connected component, over all images), of the
+      fraction of that region's pixels that are flagged.
+
     Sorting all pixels once by score and accumulating each pixel's contribution gives every point of
     the curve exactly, as the MVTec AD evaluation code does; equal scores are one threshold, so only
     the last pixel of each run of ties yields a point.

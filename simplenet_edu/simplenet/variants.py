@@ -4,13 +4,12 @@
 the functions here turn the names into the small objects that ``train_step`` and ``predict`` call,
 so the training step itself never asks which variant is running.
 
-| part | paper | variants |
-|---|---|---|
-| ``generator`` (:mod:`.anomaly_generator`) | ``gaussian`` | ``mixup``, ``adversarial``, ``learned``, ``perlin`` |
-| ``adaptor`` (:mod:`.feature_adaptor`) | ``linear`` | ``identity``, ``conv`` |
-| ``discriminator`` (:mod:`.discriminator`) | ``mlp`` | ``conv`` |
-| ``loss`` (:mod:`.loss`) | ``truncated_l1`` | ``bce`` |
-| ``image_score`` (here) | ``max`` | ``mean``, ``topk`` |
+- ``generator`` (:mod:`.anomaly_generator`): the paper's ``gaussian``; variants ``mixup``,
+  ``adversarial``, ``learned``, ``perlin``;
+- ``adaptor`` (:mod:`.feature_adaptor`): the paper's ``linear``; variants ``identity``, ``conv``;
+- ``discriminator`` (:mod:`.discriminator`): the paper's ``mlp``; variant ``conv``;
+- ``loss`` (:mod:`.loss`): the paper's ``truncated_l1``; variant ``bce``;
+- ``image_score`` (here): the paper's ``max``; variants ``mean``, ``topk``.
 
 The names and their origins are in :mod:`.config` (``CHOICES``, ``ORIGINS``); a configuration checks
 its own choices. ``simplenet-edu ablate`` (:mod:`simplenet_edu.apps.ablation`) trains one row per
