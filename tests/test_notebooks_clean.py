@@ -1,7 +1,8 @@
 """The notebooks are committed clean: no outputs, no execution counts, the standard kernel.
 
 Outputs hold pictures, timings and local paths, which bloat the repository and make every diff
-noisy. Strip them with ``nbstripout notebooks/*.ipynb`` before committing.
+noisy. Strip them with ``nbstripout --keep-id notebooks/*.ipynb`` before committing (``--keep-id``: without it
+nbstripout renumbers the cell ids, and every cell shows as changed).
 """
 
 import json
@@ -25,6 +26,9 @@ def problems(notebook: dict) -> list[str]:
     kernel = notebook.get("metadata", {}).get("kernelspec", {}).get("name")
     if kernel != "python3":
         found.append(f"kernelspec name is {kernel!r}, not 'python3'")
+    ids = [cell.get("id") for cell in notebook.get("cells", [])]
+    if len(ids) > 2 and ids == [str(i) for i in range(len(ids))]:
+        found.append("cell ids renumbered 0, 1, 2, ... (every cell shows as changed in the diff)")
     for index, cell in enumerate(notebook.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
@@ -49,7 +53,7 @@ def test_every_course_notebook_has_its_solutions():
 @pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(NOTEBOOKS)))
 def test_notebook_is_stripped(path):
     found = problems(json.loads(path.read_text(encoding="utf-8")))
-    assert not found, f"{path.name}: " + "; ".join(found) + " (run: nbstripout notebooks/*.ipynb)"
+    assert not found, f"{path.name}: " + "; ".join(found) + " (run: nbstripout --keep-id notebooks/*.ipynb)"
 
 
 def test_the_check_catches_a_dirty_notebook():
@@ -68,3 +72,9 @@ def test_the_check_catches_a_dirty_notebook():
     ]
     clean = {"metadata": {"kernelspec": {"name": "python3"}}, "cells": dirty["cells"][:1] + dirty["cells"][2:]}
     assert problems(clean) == []
+    renumbered = {"metadata": clean["metadata"],
+                  "cells": [dict(cell, id=str(i)) for i, cell in enumerate(dirty["cells"][:1] * 3)]}
+    assert problems(renumbered) == ["cell ids renumbered 0, 1, 2, ... (every cell shows as changed in the diff)"]
+    kept = {"metadata": clean["metadata"], "cells": [dict(cell, id=name) for cell, name in
+                                                      zip(renumbered["cells"], ("a1f3", "0", "1"))]}
+    assert problems(kept) == []
