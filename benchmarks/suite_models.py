@@ -94,7 +94,7 @@ def run_here(kind: str, folder: Path, seed: int, backbone) -> dict:
         model = SimpleNet(dataclasses.replace(config, val_checkpoints=0), backbone=backbone).fit(folder, progress=False)
     seconds_fit = time.perf_counter() - start
     result = evaluate(model, folder, progress=False)
-    kept = kept_bytes([model.bank]) if kind == "nearest_neighbour" else \
+    kept = model.bank.numel() * model.bank.element_size() if kind == "nearest_neighbour" else \
         kept_bytes(getattr(model, part, None) for part in model.parts)
     row = {"seed": seed, **{k: result.metrics.get(k) for k in ("image_auroc", "pixel_auroc", "aupro")},
            "seconds_fit": seconds_fit, "fit_ms_per_train_image": 1000 * seconds_fit / train_count(folder),
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing-reference", action="store_true",
                         help="also fit SimpleNet's default here at the first seed, right after the painted fakes' fit")
     parser.add_argument("--output", type=Path, help="results/NAME: writes NAME.md and NAME.json")
+    parser.add_argument("--resume", type=Path,
+                        help="a NAME.partial.json of a run cut short: its finished models are kept, the rest run")
     parser.add_argument("--render", type=Path,
                         help="re-print a saved run (NAME.json, or the NAME.partial.json of a run cut short) and "
                              "write NAME.md / NAME.json from it, no training")
@@ -212,7 +214,20 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     backbone = load_backbone(SimpleNetConfig().backbone)
     records, reused, reference = {}, [], {}
+    if args.resume:
+        done = json.loads(args.resume.read_text())["records"]
+        for kind, record in done.items():
+            if all(len(record["runs"].get(name, [])) == len(args.seeds) for name in names) and kind != "nearest_neighbour":
+                records[kind] = record
+                if "kept_bytes" not in record:
+                    record["kept_bytes"] = {name: float(np.mean([r["kept_bytes"] for r in record["runs"][name]]))
+                                            for name in names}
+                record["summary"] = summarise(record["runs"])
+                if kind in SAVED:
+                    reused.append(kind)
     for kind in args.models:
+        if kind in records:
+            continue
         if args.reuse and kind in SAVED:
             runs, kept = saved_runs(kind, folders, args.seeds), heads_bytes(kind, backbone)
             records[kind] = {"runs": runs, "kept_bytes": {name: kept for name in names}, "source": SAVED[kind]}
