@@ -298,7 +298,7 @@ def test_plot_score_histograms_counts():
 
 
 def test_last_stop_lies_above_a_normal_threshold_higher_than_every_score():
-    # The threshold from held-out normal images can exceed every test score; the slider's last stop
+    # The threshold from normal training images can exceed every test score; the slider's last stop
     # must still be the "nothing flagged" one, above it, labelled "> ...".
     explorer = ThresholdExplorer(make_result(threshold_normal=1e3))
     options = [value for _, value in explorer.image_slider.options]

@@ -6,7 +6,7 @@ against false alarms. The explorer shows that trade live, for an
 :class:`~simplenet_edu.evaluation.evaluator.EvaluationResult`:
 
 - an image-level threshold slider, with buttons that snap it to the F1-max threshold (picked on the
-  test labels: optimistic) and to the threshold from held-out normal images (honest). Its stops are
+  test labels: optimistic) and to the threshold from normal training images (honest). Its stops are
   the exact thresholds that matter: every distinct test score, the two thresholds, and one value just
   above the highest score (nothing flagged). So one arrow-key press changes the decision for exactly
   one score level, and what the slider shows is the threshold used, never a rounded neighbour;
@@ -130,7 +130,7 @@ class ThresholdExplorer(widgets.VBox):
             pixel_high = pixel_low + 1.0
         from_normal = pixel_threshold_normal is not None
         if not from_normal:
-            # Without held-out normal maps, start where 1% of the normal test pixels are flagged.
+            # Without a pixel threshold from normal images, start where 1% of the normal test pixels are flagged.
             pixel_threshold_normal = float(np.quantile(maps[~labels][:, ::4, ::4], 0.99))
         pixel_start = float(pixel_threshold_normal)  # exact, even outside the maps' range
         # Even steps over the map range, plus the exact starting threshold: pixel thresholds are
@@ -139,7 +139,7 @@ class ThresholdExplorer(widgets.VBox):
         self.pixel_slider = widgets.SelectionSlider(
             options=pixel_options, value=pixel_start, description="pixel threshold", continuous_update=True,
             style={"description_width": "initial"}, layout=widgets.Layout(width="460px"),
-            tooltip="starts at the pixel threshold from held-out normal images" if from_normal
+            tooltip="starts at the pixel threshold from normal training images" if from_normal
             else "starts where 1% of the normal test pixels are flagged (no pixel threshold from normal images)")
 
         defects = sorted(set(self._defect_types[self._labels].tolist()))
@@ -155,10 +155,10 @@ class ThresholdExplorer(widgets.VBox):
         self.snap_normal_button = widgets.Button(
             description="normal-image threshold", icon="check", disabled=no_normal,
             layout=widgets.Layout(width="auto"),
-            tooltip="the threshold from held-out normal training images (what a deployment can know)")
+            tooltip="the threshold from normal training images, each scored by heads that never saw it (what a deployment can know)")
         self.normal_note = widgets.HTML(
-            "<i>No threshold from normal images in this result: train the model with held-out normal "
-            "images to get one.</i>" if no_normal else "")
+            "<i>No threshold from normal images in this result: a model fitted on two or more normal "
+            "images, with threshold folds or a held-out share, has one.</i>" if no_normal else "")
 
         self.counts_html = widgets.HTML()
         self.rates_html = widgets.HTML()

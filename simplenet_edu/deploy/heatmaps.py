@@ -4,8 +4,8 @@ Only numpy and Pillow: both ``simplenet-edu predict`` paths, the torch model and
 model under onnxruntime, write their outputs through this module, so the files are the same.
 
 **The normalised score.** A raw SimpleNet score (``-D``, the discriminator's output negated) has no
-fixed scale. Two numbers from normal images give it one: the threshold ``t`` (from held-out normal
-images, ``model.threshold_normal``) and the spread ``d`` of the scores of the normal images the model
+fixed scale. Two numbers from normal images give it one: the threshold ``t`` (from normal training
+images scored out of fold, ``model.threshold_normal``) and the spread ``d`` of the scores of the normal images the model
 was fitted on (``model.normal_score_spread``: 1.4826 x their median absolute deviation, a standard
 deviation robust to an odd image)::
 
@@ -72,7 +72,7 @@ def normalised(values, threshold: float | None, spread: float | None) -> np.ndar
 class Calibration:
     """The numbers from normal images that turn raw scores into decisions and readable maps."""
 
-    threshold: float | None = None          # image threshold from held-out normal images
+    threshold: float | None = None          # image threshold from normal training images
     pixel_threshold: float | None = None    # pixel threshold, the same way
     score_spread: float | None = None       # robust std of the normal images' scores (fitted on)
     pixel_spread: float | None = None       # ... and of their maps' values

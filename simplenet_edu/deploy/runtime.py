@@ -10,7 +10,7 @@ file, not the training stack.
 >>> on_photo = model.map_to_image(maps[0], read_original("part.png").shape[:2])   # [H0, W0]
 
 The ``.onnx`` file carries everything else in its metadata (``OnnxModel.metadata``): the training
-configuration, the input shapes, the thresholds from held-out normal images (and the F1 threshold
+configuration, the input shapes, the thresholds from normal training images with what they claim (and the F1 threshold
 when the export was given an evaluation), the anchors of the normalised score and the export check.
 
 Reading an image repeats :func:`simplenet_edu.data.load_image` without torch (any PIL mode to 8-bit
