@@ -25,22 +25,8 @@ from ..core.fitted import CalibrationPlan, FittedModel
 from ..simplenet.config import SimpleNetConfig
 from ..simplenet.local_aggregation import FeatureExtractor, LocalAggregation
 from ..stages.backbones import load_backbone
+from ..stages.nearest import nearest_distances
 from ..utils.errors import InputError
-
-
-@torch.no_grad()
-def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Euclidean distance from each of ``queries [N, D]`` to its nearest row of ``bank [M, D]``: ``[N]``.
-
-    The nearest row is found with matrix products (``torch.cdist``, fast but inexact near zero: it
-    subtracts large squared norms); the distance to it is then computed directly, so a query equal
-    to a bank row scores 0 exactly."""
-    bank = bank.float()
-    distances = []
-    for q in queries.float().split(chunk):
-        nearest = torch.cdist(q, bank).argmin(dim=1)                                      # [n]
-        distances.append(torch.linalg.vector_norm(q - bank[nearest], dim=1))
-    return torch.cat(distances)
 
 
 @torch.no_grad()

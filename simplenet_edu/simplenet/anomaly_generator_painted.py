@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DEMO_DEFECTS
+from ..stages.nearest import nearest_distances
 from ..stages.perlin import perlin_noise
 from .validation import paint
 
@@ -134,19 +135,6 @@ def cell_coverage(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """``[N, h*w]``: the share of each feature cell's pixels inside ``masks [N, H, W]`` (an ``H x W``
     image on a ``grid = (h, w)``)."""
     return F.adaptive_avg_pool2d(masks[:, None].float(), grid).flatten(1)
-
-
-def nearest_distances(queries: torch.Tensor, reference: torch.Tensor, query_groups: torch.Tensor | None = None,
-                      reference_groups: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
-    """``[M]``: the Euclidean distance of each of ``queries [M, D]`` to its nearest row of ``reference [R, D]``;
-    with groups (``[M]``, ``[R]``: the image of each row), to its nearest row of *another* group."""
-    out = []
-    for start in range(0, len(queries), chunk):
-        distances = torch.cdist(queries[start:start + chunk].float(), reference.float())
-        if query_groups is not None:
-            distances[query_groups[start:start + chunk, None] == reference_groups[None, :]] = float("inf")
-        out.append(distances.min(dim=1).values)
-    return torch.cat(out) if out else queries.new_zeros(0)
 
 
 def normal_distance_threshold(bank: torch.Tensor, quantile: float, generator: torch.Generator,

@@ -1,1 +1,2 @@
-"""The stages that both models share: the frozen ImageNet backbones and the Perlin noise of fake defects."""
+"""The stages that both models share: the frozen ImageNet backbones, the Perlin noise of fake defects,
+and nearest-neighbour distances between patch features."""
