@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from simplenet_edu import SimpleNet, SimpleNetConfig, SuperSimpleNet, SuperSimpleNetConfig
-from simplenet_edu.core import fitted
-from simplenet_edu.core.fitted import FittedModel, NormalScores, even_sample, normal_folds
+from simplenet_edu.core import calibration
+from simplenet_edu.core.calibration import NormalScores, even_sample, normal_folds
+from simplenet_edu.core.fitted import FittedModel
 from simplenet_edu.course.baselines import NearestNeighbourBaseline
 from simplenet_edu.evaluation import metrics
 from simplenet_edu.evaluation.report import calibration_text, print_report
@@ -115,7 +116,7 @@ def test_normal_scores_match_every_value_and_bound_the_spread_sample(monkeypatch
     def by_hand(values):
         return 1.4826 * np.median(np.abs(values - np.median(values)))
     assert normal.spreads() == (pytest.approx(by_hand(scores.numpy())), pytest.approx(by_hand(maps.numpy())))
-    monkeypatch.setattr(fitted, "SPREAD_PIXELS", 1000)                       # 3072 pixels: every 4th kept
+    monkeypatch.setattr(calibration, "SPREAD_PIXELS", 1000)                       # 3072 pixels: every 4th kept
     sampled = NormalScores(0.01, 256, n_threshold=12, n_spread=12)
     sampled.add([(scores, maps)])
     assert sampled.stride == 4 and torch.cat(sampled.spread_pixels).numel() == 768

@@ -14,7 +14,7 @@ once:
   ``threshold_normal`` and ``pixel_threshold_normal``, what they achieve on those images and a 95 %
   upper bound on the true false-positive rate (``calibration``), and the spreads of the normal scores
   and pixels that scale deployed scores (``normal_score_spread``, ``normal_pixel_spread``), all kept
-  in bounded memory (:class:`NormalScores`);
+  in bounded memory (:class:`~simplenet_edu.core.calibration.NormalScores`);
 - **"is it fitted?"** (:meth:`FittedModel.check_fitted`), asked by ``predict`` and ``save``;
 - **batched prediction** (:meth:`FittedModel.predict`), and the step from a grid of patch scores to
   an image score and a smoothed pixel map (:meth:`FittedModel.outputs`);
@@ -38,25 +38,21 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import data as data_lib
 from ..evaluation.localization import anomaly_maps
-from ..evaluation.metrics import allowed_flags, calibration_record, threshold_from_highest
 from ..utils.device import resolve_device
 from ..utils.errors import InputError
-from ..utils.stats import nanmean, robust_spread
+from ..utils.stats import nanmean
+from .calibration import CalibrationPlan, NormalScores, Outputs, even_sample, normal_folds  # noqa: F401 (their home)
 from .checkpoint import checkpoint_kind, read_checkpoint, write_checkpoint
 
-Outputs = tuple[torch.Tensor, torch.Tensor]      # (image scores [B], anomaly maps [B, H, W])
 SHAPES = ("resize_shape", "image_shape")
-SPREAD_PIXELS = 1 << 22     # normal pixels kept for the pixel spread (16 MB); beyond it an even sample
 
 
 # ------------------------------------------------------------------ the training images, read as needed
@@ -96,116 +92,12 @@ class ImageSource:
             yield chunk, self.load(chunk)
 
 
-# ------------------------------------------------------------------ which normal images set the thresholds
-
-
-def normal_folds(n: int, k: int, seed: int = 0) -> list[list[int]]:
-    """``min(k, n)`` folds of the indices ``0 .. n-1``: a seeded permutation cut into near-equal parts,
-    each sorted. Every index is in exactly one fold; the same seed gives the same folds."""
-    order = np.random.default_rng([seed, 5]).permutation(n)
-    return [sorted(part.tolist()) for part in np.array_split(order, min(k, n))]
-
-
-def even_sample(n: int, count: int, seed: int = 0) -> list[int]:
-    """At most ``min(count, n)`` sorted indices of ``0 .. n-1``, one drawn at random (seeded) from each
-    of ``count`` equal stretches: spread evenly over the whole range, whatever its order. Stretches
-    shorter than two indices can draw the same index, which is kept once (``count`` = 256 of 300 gives
-    about 225)."""
-    if count >= n:
-        return list(range(n))
-    edges = np.linspace(0, n, count + 1)
-    rng = np.random.default_rng([seed, 11])
-    return sorted({int(min(n - 1, np.floor(a + rng.random() * (b - a)))) for a, b in zip(edges[:-1], edges[1:])})
-
-
-@dataclass
-class CalibrationPlan:
-    """Which images train the shipped heads and which normal images set the thresholds.
-
-    ``method``: ``"out-of-fold"`` (``folds`` partition ``train``; each fold's images in ``scored`` are
-    scored by heads trained on the other folds), ``"held-out"`` (one fold, the held-out images, never
-    trained on) or ``"none"`` (fewer than two normal images: no threshold). ``scored``: the images whose
-    scores are recorded (every image of the folds, unless memory asked for an even sample of them).
-    """
-
-    method: str
-    train: list[int]
-    folds: list[list[int]] = field(default_factory=list)
-    scored: set[int] = field(default_factory=set)
-
-    def fold_scored(self, fold: list[int]) -> list[int]:
-        return [i for i in fold if i in self.scored]
-
-    @property
-    def n_scored(self) -> int:
-        return sum(len(self.fold_scored(fold)) for fold in self.folds)
-
-
-class NormalScores:
-    """The normal images' scores and maps that set the thresholds and spreads, in bounded memory.
-
-    Thresholds: every image score, and of the pixels only the highest ones a threshold can depend on
-    (``floor(max_fpr * pixels) + 1`` of them): the same thresholds as from every value, exactly.
-    Spreads: every image score and, beyond :data:`SPREAD_PIXELS` pixels, an evenly strided sample of them.
-    ``n_threshold`` and ``n_spread`` images of ``pixels`` pixels each will be added.
-    """
-
-    def __init__(self, max_fpr: float, pixels: int, n_threshold: int, n_spread: int):
-        self.max_fpr, self.pixels = max_fpr, pixels
-        self.keep = allowed_flags(n_threshold * pixels, max_fpr) + 1
-        self.stride = max(1, math.ceil(n_spread * pixels / SPREAD_PIXELS))
-        self.scores: list[torch.Tensor] = []          # image scores that set the threshold
-        self.top = torch.empty(0)                     # the highest of their pixels
-        self.n_pixels = 0
-        self.spread_scores: list[torch.Tensor] = []
-        self.spread_pixels: list[torch.Tensor] = []
-
-    def add(self, outputs: Iterable[Outputs], threshold: bool = True) -> None:
-        """Record batches of ``(scores [B], maps [B, H, W])``: for the thresholds and the spreads, or
-        (``threshold=False``: images the heads trained on) for the spreads alone."""
-        for scores, maps in outputs:
-            scores, flat = scores.detach().cpu(), maps.detach().cpu().flatten()
-            if threshold:
-                self.scores.append(scores)
-                self.n_pixels += flat.numel()
-                pool = torch.cat([self.top, flat.float()])
-                self.top = pool.topk(min(self.keep, pool.numel())).values if pool.numel() > self.keep else pool
-            self.spread_scores.append(scores)
-            self.spread_pixels.append(flat[::self.stride].clone() if self.stride > 1 else flat)
-
-    def image_scores(self) -> np.ndarray:
-        return torch.cat(self.scores).double().numpy() if self.scores else np.empty(0)
-
-    def thresholds(self) -> tuple[float | None, float | None]:
-        """``(image threshold, pixel threshold)``: at most ``max_fpr`` of the recorded normal scores
-        and pixels at or above them (:func:`~simplenet_edu.evaluation.metrics.threshold_from_normal`)."""
-        scores = self.image_scores()
-        if scores.size == 0:
-            return None, None
-        return (threshold_from_highest(scores, scores.size, self.max_fpr),
-                threshold_from_highest(self.top.numpy(), self.n_pixels, self.max_fpr))
-
-    def spreads(self) -> tuple[float | None, float | None]:
-        if not self.spread_scores:
-            return None, None
-        return (robust_spread(torch.cat(self.spread_scores).numpy()),
-                robust_spread(torch.cat(self.spread_pixels).numpy()))
-
-    def record(self, threshold: float, pixel_threshold: float, method: str, folds: int | None) -> dict:
-        """What the thresholds claim, and how far that can be trusted (:func:`calibration_record`)."""
-        scores = self.image_scores()
-        flagged = int((scores >= threshold).sum())
-        pixels = int((self.top.double() >= pixel_threshold).sum())
-        return calibration_record(len(scores), flagged, self.max_fpr, method, folds,
-                                  n_pixels=self.n_pixels, pixels_flagged=pixels)
-
-
 class FittedModel(torch.nn.Module):
     """Base class of the models: the fitted state, thresholds, batched predict, checkpoints.
 
     After ``fit``: ``threshold_normal`` and ``pixel_threshold_normal`` (from normal images scored by
     heads that never trained on them: out of fold, or held out), ``calibration`` (what they claim:
-    :func:`calibration_record`), ``normal_scores`` (those images' scores), ``normal_score_spread`` and
+    :func:`~simplenet_edu.evaluation.metrics.calibration_record`), ``normal_scores`` (those images' scores), ``normal_score_spread`` and
     ``normal_pixel_spread`` (:func:`~simplenet_edu.utils.stats.robust_spread` of the normal scores and
     pixels), ``n_train`` (images the shipped heads trained on), ``n_holdout`` (images held out of them),
     ``history`` and ``timings``. ``resize_shape`` and ``image_shape`` (both ``(height, width)``) are the
@@ -304,7 +196,7 @@ class FittedModel(torch.nn.Module):
         """Which of ``n`` normal images train the shipped heads and which set the thresholds.
 
         ``config.threshold_folds = k >= 2``: all ``n`` train the shipped heads, and ``min(k, n)`` seeded
-        folds (:func:`normal_folds`) each get heads trained on the other folds, which score them: every
+        folds (:func:`~simplenet_edu.core.calibration.normal_folds`) each get heads trained on the other folds, which score them: every
         normal image is scored by heads that never saw it. ``0``: one held-out split
         (:meth:`held_out_split`). ``max_scored``: at most this many images are scored (an even, seeded
         sample of them, spread over the folds), to bound memory on thousands of images.
