@@ -20,9 +20,10 @@ from simplenet_edu.utils.errors import InputError
 
 
 def tiny(**overrides):
-    # Lite0 at 64 px: an 8 x 8 patch grid, small heads, a few steps: seconds per training.
+    # Lite0 at 64 px: an 8 x 8 patch grid, small heads, a few steps: seconds per training; the
+    # default's five threshold folds (the quick preset has two).
     values = dict(image_size=64, pretrain_embed_dim=32, target_embed_dim=32, dsc_hidden=32, steps=8,
-                  batch_size=64, val_checkpoints=0, device="cpu")
+                  batch_size=64, val_checkpoints=0, device="cpu", threshold_folds=5)
     values.update(overrides)
     return SimpleNetConfig.quick(**values)
 

@@ -83,7 +83,8 @@ def add_model_options(parser: argparse.ArgumentParser, every_seed: bool = False)
     group.add_argument("--threshold-folds", type=int, metavar="K",
                        help="the normal thresholds from every training image, each scored by heads trained on the "
                             "other folds: K folds, K+1 trainings (default "
-                            f"{_per_model('threshold_folds')}; --preset paper: {_per_model('threshold_folds', 'paper')}); "
+                            f"{_per_model('threshold_folds')}; --preset quick: {_per_model('threshold_folds', 'quick')}; "
+                            f"--preset paper: {_per_model('threshold_folds', 'paper')}); "
                             "0: from one held-out share of the images (the model trains on the rest)")
     if every_seed:  # kept so that --seed is not taken for an abbreviation of --seeds
         group.add_argument("--seed", type=int, help="not used here: every seed of --seeds runs")

@@ -8,7 +8,7 @@ that need more than one defect type; :func:`demo_data` paints a whole set on a t
 
 Three environment variables switch the whole course at once, so no notebook needs editing:
 
-- ``SIMPLENET_EDU_QUICK=1``: ``SimpleNetConfig.quick()`` (128 px, 300 steps); the quick course
+- ``SIMPLENET_EDU_QUICK=1``: ``SimpleNetConfig.quick()`` (128 px, 300 steps, 2 threshold folds); the quick course
   that CI runs, each notebook in well under two minutes on two CPU cores.
 - ``SIMPLENET_EDU_PAPER=1``: the paper's configuration (Wide-ResNet50, 288 px crops, 160 passes);
   practical on a GPU only, and its backbone weights must be downloadable once.
