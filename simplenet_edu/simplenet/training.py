@@ -20,15 +20,11 @@ from .loss import TruncatedL1Loss
 
 def train_step(adaptor, generator, discriminator, optimizers, features: torch.Tensor, loss,
                painted: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-    """One SimpleNet update on a mini-batch of frozen patch features: ``[N, D]`` shuffled patches, or
-    ``[B, h, w, D]`` grids for the variants that need neighbours.
-
-    Adapt, make fakes, score both with one discriminator call (so BatchNorm sees both), loss
-    (``loss``: a loss object from :mod:`.loss`, or the paper's truncated L1 margin as a number),
-    one backward pass through discriminator, adaptor (and a learned generator). ``painted``: cells of
-    painted training images (``fakes="painted"``, :mod:`.anomaly_generator_painted`), ``(normal [C, D],
-    fake [M, D])``, adapted and scored in a call of their own, with a loss term of their own.
-    """
+    """One SimpleNet update on frozen patch features ``[N, D]`` (or ``[B, h, w, D]`` grids for variants
+    that need neighbours): adapt, make fakes, score both in one discriminator call (so BatchNorm sees
+    both), ``loss`` (an object of :mod:`.loss`, or the truncated L1 margin as a number), one backward
+    pass. ``painted``: ``(normal [C, D], fake [M, D])`` cells of painted training images
+    (``fakes="painted"``, :mod:`.anomaly_generator_painted`), scored in a call and a loss term of their own."""
     loss_fn = loss if callable(loss) else TruncatedL1Loss(loss)
     normal = adaptor(features)
     fake = generator(normal, discriminator=discriminator)
